@@ -1,0 +1,107 @@
+"""Audio input and output: reading any soundfile-supported file, channel mixing, resampling and
+atomic WAV writing. Arrays are float32 and shaped channels × frames; sample rates are in Hz."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+WAV_SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
+
+
+class AudioFileError(ValueError):
+    """An audio file could not be used; the message names the file and the reason."""
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    mono: bool = True,
+) -> tuple[np.ndarray, int]:
+    """Read a WAV/FLAC/OGG (anything libsndfile reads) as float32, channels × frames.
+
+    ``sample_rate`` resamples to that rate in Hz (None keeps the file's rate); ``mono`` averages
+    the channels. Raises :class:`AudioFileError` naming the file when it cannot be read or is empty.
+    """
+    path = Path(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioFileError(f"{path}: cannot read audio ({err})") from None
+    if data.shape[0] == 0:
+        raise AudioFileError(f"{path}: the file holds no audio frames")
+    audio = np.ascontiguousarray(data.T)
+    if mono:
+        audio = audio.mean(axis=0, keepdims=True)
+    if sample_rate is not None and rate != sample_rate:
+        audio = resample(audio, rate, sample_rate)
+        rate = sample_rate
+    return audio, rate
+
+
+def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """Band-limited resampling (torchaudio's windowed sinc) of a channels × frames array."""
+    if orig_rate == new_rate:
+        return audio
+    tensor = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), orig_rate, new_rate)
+    return tensor.numpy().astype(np.float32, copy=False)
+
+
+def save_audio(
+    path: str | os.PathLike,
+    audio: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    subtype: str = "pcm16",
+) -> Path:
+    """Write a channels × frames (or frames) array as a WAV file, atomically.
+
+    The samples go to a temporary file in the same folder that is renamed over ``path`` only once
+    complete, so an interrupted write never leaves a truncated WAV. ``subtype`` is ``pcm16``,
+    ``pcm24`` or ``float``; PCM output is clipped to [-1, 1].
+    """
+    if subtype not in WAV_SUBTYPES:
+        raise ValueError(f"unknown WAV subtype {subtype!r}; valid: {', '.join(WAV_SUBTYPES)}")
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().float().numpy()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2:
+        raise ValueError(f"audio must be channels × frames, got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise ValueError(f"refusing to write {path}: the audio holds NaN or infinite samples")
+    if subtype != "float":
+        audio = np.clip(audio, -1.0, 1.0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.wav", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, audio.T, sample_rate, subtype=WAV_SUBTYPES[subtype], format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def fit_length(audio: np.ndarray, frames: int, offset: int = 0) -> np.ndarray:
+    """Crop (from ``offset``) or zero-pad the end of a channels × frames array to ``frames``."""
+    audio = audio[:, offset : offset + frames]
+    if audio.shape[1] < frames:
+        audio = np.pad(audio, ((0, 0), (0, frames - audio.shape[1])))
+    return audio
+
+
+def peak_normalize(audio: np.ndarray, peak_db: float = -1.0) -> np.ndarray:
+    """Scale so that the largest absolute sample sits at ``peak_db`` dBFS (silence is left as is)."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak == 0.0:
+        return audio
+    return audio * (10.0 ** (peak_db / 20.0) / peak)
