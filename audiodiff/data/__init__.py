@@ -1,0 +1,10 @@
+"""Datasets: the built-in synthetic sound effects and a folder of the user's own audio.
+
+The Lightning DataModule lives in :mod:`audiodiff.data.datamodule` (imported on its own so that
+inference never pays for importing Lightning).
+"""
+
+from audiodiff.data.folder import AudioFolder, DatasetError
+from audiodiff.data.synthetic import CLASSES, SyntheticSounds
+
+__all__ = ["CLASSES", "AudioFolder", "DatasetError", "SyntheticSounds"]
