@@ -1,0 +1,86 @@
+"""``audiodiff-train``: Hydra entry point for training.
+
+    audiodiff-train experiment=quickstart trainer.max_steps=2000 data.batch_size=16
+
+Runs live in ``runs/<name>/`` (``name`` defaults to the experiment's). Running the same command
+again resumes from ``runs/<name>/checkpoints/last.ckpt``; ``resume=false`` refuses to touch a run
+folder that already holds checkpoints. At the end the EMA model is exported to ``runs/<name>/model/``
+(``config.yaml`` + ``model.safetensors``), ready for ``audiodiff-render`` and ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("audiodiff.train")
+
+
+def train(cfg: DictConfig, run_dir: Path) -> Path:
+    """Train as configured, in ``run_dir``; returns the exported model directory."""
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from audiodiff.pipeline import SamplerSettings
+    from audiodiff.training import AudioSampleLogger, DiffusionTask
+
+    sampler = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if last.exists() and not cfg.resume:
+        raise SystemExit(f"error: {run_dir} already holds checkpoints; run again with resume=true to continue "
+                         f"it, or choose another name=... for a fresh run")
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg["conditioner"]["labels"] = datamodule.labels
+    task = DiffusionTask(model=model_cfg, **OmegaConf.to_container(cfg.task, resolve=True))
+    n_params = sum(p.numel() for p in task.model.net.parameters())
+    log.info("U-Net: %.2fM parameters; labels: %s", n_params / 1e6, ", ".join(datamodule.labels))
+
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last-step", save_last=True, save_top_k=0,
+                        every_n_train_steps=cfg.checkpoint.every_n_steps),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}", monitor="val/loss", mode="min",
+                        save_top_k=cfg.checkpoint.keep_best),
+        AudioSampleLogger(**OmegaConf.to_container(cfg.audio_log, resolve=True),
+                          sampler=sampler),
+    ]
+    logger = instantiate(cfg.logger, save_dir=str(run_dir))
+    trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
+                        **OmegaConf.to_container(cfg.trainer, resolve=True))
+    if last.exists():
+        log.info("resuming from %s", last)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    trainer.save_checkpoint(last, weights_only=False)
+    export = task.ema.save_pretrained(run_dir / "model")
+    log.info("finished at step %d; model exported to %s", trainer.global_step, export)
+    return export
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from audiodiff.data.folder import DatasetError
+    from audiodiff.model import ModelLoadError
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        train(cfg, run_dir)
+    except (DatasetError, ModelLoadError, ValueError) as err:
+        log.error("%s", err)
+        sys.exit(f"error: {err}")
+
+
+def main() -> None:
+    _main()

@@ -1,0 +1,203 @@
+"""The diffusion model as a plain ``nn.Module``: representation + conditioner + U-Net + objective.
+
+It is built from one config (Hydra ``_target_`` nodes) that drives training and inference alike,
+and saved as ``model.safetensors`` + ``config.yaml``. Training (Lightning) and inference (the
+pipeline) both sit on top of this module; nothing here imports Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from audiodiff.conditioning import ClassLabelConditioner
+from audiodiff.diffusion import Denoiser, DiffusionObjective, SeededNoise, get_sampler, make_sigmas
+from audiodiff.representations import Representation
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+MAX_SECONDS = 60.0
+
+
+class ModelLoadError(ValueError):
+    """A model file or config that cannot be loaded; the message names the file."""
+
+
+class NonFiniteOutputError(RuntimeError):
+    """Sampling produced NaN or infinite values."""
+
+
+def check_targets(config: Any, source: str = "config") -> None:
+    """Refuse any ``_target_`` outside the audiodiff package: a model config must not be a way to
+    run arbitrary code when it is loaded."""
+    if isinstance(config, dict):
+        target = config.get("_target_")
+        if target is not None and not str(target).startswith("audiodiff."):
+            raise ModelLoadError(f"{source}: refusing to build {target!r}; only audiodiff classes may be named")
+        for value in config.values():
+            check_targets(value, source)
+    elif isinstance(config, list):
+        for value in config:
+            check_targets(value, source)
+
+
+class AudioDiffusionModel(nn.Module):
+    """A label-conditioned audio diffusion model.
+
+    ``net`` is a constructor (a partial) called with ``in_channels`` and ``cond_dim``, so the U-Net
+    always matches the representation and conditioner it serves. ``seconds`` is the clip length
+    the model was trained on (the default length of generated clips).
+    """
+
+    def __init__(self, representation: Representation, net: Callable[..., nn.Module],
+                 conditioner: ClassLabelConditioner, objective: DiffusionObjective, seconds: float = 1.0) -> None:
+        super().__init__()
+        self.representation = representation
+        self.conditioner = conditioner
+        self.net = net(in_channels=representation.channels, cond_dim=conditioner.dim)
+        self.objective = objective
+        self.seconds = float(seconds)
+        self.config: dict | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.representation.sample_rate
+
+    @property
+    def labels(self) -> list[str]:
+        return self.conditioner.labels
+
+    @classmethod
+    def from_config(cls, config: dict, source: str = "config") -> AudioDiffusionModel:
+        """Build from a resolved config dict (``_target_`` nodes, audiodiff classes only)."""
+        from hydra.utils import instantiate
+
+        check_targets(config, source)
+        try:
+            model = instantiate(config, _convert_="all")
+        except Exception as err:
+            raise ModelLoadError(f"{source}: cannot build the model from its config ({err})") from None
+        if not isinstance(model, cls):
+            raise ModelLoadError(f"{source}: the config builds {type(model).__name__}, not {cls.__name__}")
+        model.config = config
+        return model
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.yaml`` and ``model.safetensors`` into ``directory``."""
+        if self.config is None:
+            raise ValueError("this model was not built from a config, so it cannot be saved with one")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tmp = directory / f".{WEIGHTS_FILE}.tmp"
+        save_file(tensors, str(tmp))
+        tmp.replace(directory / WEIGHTS_FILE)
+        tmp = directory / f".{CONFIG_FILE}.tmp"
+        tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        tmp.replace(directory / CONFIG_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, path: str | Path) -> AudioDiffusionModel:
+        """Load from a directory written by :meth:`save_pretrained` or from a training checkpoint
+        (``.ckpt``; its EMA weights are used). No pickled code is executed: weights come from
+        safetensors, or from ``torch.load(weights_only=True)``."""
+        path = Path(path)
+        if not path.exists():
+            raise ModelLoadError(f"{path}: no such model file or directory")
+        if path.is_dir():
+            config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
+            for f in (config_file, weights_file):
+                if not f.is_file():
+                    raise ModelLoadError(f"{path}: missing {f.name} (a model directory holds {CONFIG_FILE} "
+                                         f"and {WEIGHTS_FILE})")
+            try:
+                config = yaml.safe_load(config_file.read_text())
+                state = load_file(str(weights_file))
+            except Exception as err:
+                raise ModelLoadError(f"{path}: unreadable model files ({err})") from None
+        else:
+            config, state = _read_checkpoint(path)
+        model = cls.from_config(config, str(path))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ModelLoadError(f"{path}: weights do not match the config ({err})") from None
+        return model.eval()
+
+    def num_frames(self, seconds: float) -> int:
+        return self.representation.num_frames(self.num_samples(seconds))
+
+    def num_samples(self, seconds: float) -> int:
+        return int(math.ceil(seconds * self.sample_rate - 1e-9))
+
+    def loss(self, wave: torch.Tensor, label_ids: torch.Tensor) -> torch.Tensor:
+        """Diffusion loss of a batch (batch × channels × samples audio, batch label indices)."""
+        with torch.no_grad():
+            x0 = self.representation.encode(wave)
+        return self.objective.loss(self.net, x0, self.conditioner(label_ids))
+
+    @torch.inference_mode()
+    def sample(self, label_ids: Sequence[int], seeds: Sequence[int], seconds: float | None = None,
+               sampler: str = "ddim", steps: int = 50, schedule: str = "cosine", guidance: float = 1.0,
+               guidance_rescale: float = 0.0, sampler_options: dict | None = None,
+               progress: bool | None = None) -> torch.Tensor:
+        """Generate one clip per (label, seed): batch × audio channels × samples at ``sample_rate``.
+
+        The result of each item depends only on its label and seed, not on the rest of the batch.
+        Raises :class:`NonFiniteOutputError` naming the item and step if the model produces NaN/inf.
+        """
+        seconds = self.seconds if seconds is None else float(seconds)
+        if not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
+        if len(label_ids) != len(seeds):
+            raise ValueError(f"got {len(label_ids)} labels but {len(seeds)} seeds")
+        sample_fn = get_sampler(sampler)
+        device = next(self.parameters()).device
+        ids = torch.tensor(list(label_ids), dtype=torch.long, device=device)
+        cond = self.conditioner(ids)
+        uncond = self.conditioner.null(len(ids), device) if guidance != 1.0 else None
+        denoiser = Denoiser(self.net, self.objective, cond, uncond, guidance, guidance_rescale)
+        sigmas = make_sigmas(schedule, steps).to(device)
+        noise = SeededNoise(seeds, device)
+        shape = (len(ids), self.representation.channels, self.num_frames(seconds))
+        x = noise(torch.empty(shape, device=device)) * sigmas[0]
+
+        def check(info: dict) -> None:
+            bad = (~torch.isfinite(info["x"])).flatten(1).any(dim=1)
+            if bad.any():
+                items = bad.nonzero().flatten().tolist()
+                raise NonFiniteOutputError(f"sampling produced NaN/inf for batch items {items} at step "
+                                           f"{info['i'] + 1} of {steps} (sampler {sampler})")
+
+        disable = None if progress is None else not progress
+        x = sample_fn(denoiser, x, sigmas, noise=noise, callback=check, disable=disable, **(sampler_options or {}))
+        return self.representation.decode(x, self.num_samples(seconds))
+
+
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """Model config and EMA weights from a Lightning checkpoint, loaded without unpickling code."""
+    import pickle
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ModelLoadError(f"{path}: refused, the file holds pickled objects that are not plain tensors "
+                             f"and containers ({str(err).splitlines()[0]})") from None
+    except Exception as err:
+        raise ModelLoadError(f"{path}: not a readable checkpoint ({err})") from None
+    try:
+        config = ckpt["hyper_parameters"]["model"]
+        state = ckpt["state_dict"]
+    except (KeyError, TypeError):
+        raise ModelLoadError(f"{path}: not an audiodiff training checkpoint (no model config inside)") from None
+    prefix = "ema." if any(k.startswith("ema.") for k in state) else "model."
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return config, weights

@@ -1,0 +1,146 @@
+"""Lightning training of :class:`AudioDiffusionModel`: the LightningModule (with EMA weights and
+condition dropout for classifier-free guidance) and the callback that renders audio while training."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from audiodiff.audio import save_audio
+from audiodiff.model import AudioDiffusionModel
+from audiodiff.pipeline import SamplerSettings
+
+log = logging.getLogger(__name__)
+
+
+class DiffusionTask(L.LightningModule):
+    """Trains the model built from ``model`` (a resolved config dict, saved in every checkpoint).
+
+    ``ema_decay`` is the decay of the exponential moving average of the weights (warmed up as
+    ``min(decay, (1 + n) / (10 + n))`` after n updates so short runs are not dominated by the
+    initial weights); the EMA weights are the ones validated, rendered and exported.
+    ``cond_dropout`` is the probability of replacing a label by the null condition. After
+    ``warmup_steps`` of linear warm-up the learning rate follows a cosine down to ``min_lr_ratio``
+    times ``lr`` at ``trainer.max_steps`` (``lr_decay=false`` keeps it constant).
+    """
+
+    def __init__(self, model: dict, lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 100,
+                 lr_decay: bool = True, min_lr_ratio: float = 0.1, ema_decay: float = 0.999,
+                 cond_dropout: float = 0.1, stats_batches: int = 4, val_noise_levels: int = 8) -> None:
+        super().__init__()
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if not 0 <= cond_dropout < 1:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}")
+        self.save_hyperparameters()
+        self.model = AudioDiffusionModel.from_config(model)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
+
+    def on_fit_start(self) -> None:
+        representation = self.model.representation
+        if representation.statistics_fitted:
+            return
+        loader = self.trainer.datamodule.train_dataloader()
+        waves = []
+        for i, batch in enumerate(loader):
+            if i >= self.hparams.stats_batches:
+                break
+            waves.append(batch["audio"])
+        representation.fit_statistics(torch.cat(waves).to(self.device))
+        self.ema.representation.load_state_dict(representation.state_dict())
+        log.info("fixed the representation's normalisation from %d clips", sum(len(w) for w in waves))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        labels = batch["label"]
+        if self.hparams.cond_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.hparams.cond_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.model.conditioner.null_id), labels)
+        loss = self.model.loss(batch["audio"], labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; "
+                                     "lower the learning rate or check the data for NaN samples")
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        # Fixed noise levels and noise make the validation loss comparable between evaluations.
+        gen = torch.Generator(device="cpu").manual_seed(batch_idx)
+        x0 = self.ema.representation.encode(batch["audio"])
+        cond = self.ema.conditioner(batch["label"])
+        levels = self.hparams.val_noise_levels
+        losses = []
+        for t_value in torch.linspace(0.05, 0.95, levels):
+            t = torch.full((x0.shape[0],), float(t_value), device=self.device)
+            noise = torch.randn(x0.shape, generator=gen).to(self.device)
+            losses.append(self.ema.objective.loss(self.ema.net, x0, cond, t=t, noise=noise))
+        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=x0.shape[0])
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        n = int(self.ema_updates)
+        decay = min(self.hparams.ema_decay, (1 + n) / (10 + n))
+        ema_params = list(self.ema.parameters())
+        params = list(self.model.parameters())
+        torch._foreach_lerp_(ema_params, params, 1 - decay)
+        self.ema_updates += 1
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warmup = max(1, self.hparams.warmup_steps)
+        total = self.trainer.max_steps if self.hparams.lr_decay and self.trainer.max_steps > 0 else None
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if total is None:
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            floor = self.hparams.min_lr_ratio
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class AudioSampleLogger(L.Callback):
+    """Every ``every_n_steps`` optimizer steps, renders one clip per label (up to ``max_labels``)
+    with the EMA model and ``sampler`` settings, writes them as WAVs under
+    ``<run>/samples/step_NNNNNN/`` and adds them to TensorBoard when that is the logger."""
+
+    def __init__(self, every_n_steps: int = 500, max_labels: int = 8, sampler: SamplerSettings | None = None,
+                 seed: int = 0) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be at least 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.max_labels = max_labels
+        self.sampler = sampler or SamplerSettings()
+        self.seed = seed
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: DiffusionTask, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step == 0 or step % self.every_n_steps or not trainer.is_global_zero:
+            return
+        model = pl_module.ema
+        labels = model.labels[: self.max_labels]
+        was_training = model.training
+        model.eval()
+        s = self.sampler
+        waves = model.sample(list(range(len(labels))), [self.seed + i for i in range(len(labels))],
+                             sampler=s.name, steps=s.steps, schedule=s.schedule, guidance=s.guidance,
+                             guidance_rescale=s.guidance_rescale, sampler_options=s.options, progress=False)
+        model.train(was_training)
+        out_dir = Path(trainer.default_root_dir) / "samples" / f"step_{step:06d}"
+        for label, wave in zip(labels, waves, strict=True):
+            save_audio(out_dir / f"{label}.wav", wave, model.sample_rate)
+            if isinstance(trainer.logger, TensorBoardLogger):
+                trainer.logger.experiment.add_audio(f"samples/{label}", wave.float().cpu(), step,
+                                                    sample_rate=model.sample_rate)
