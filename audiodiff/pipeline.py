@@ -9,6 +9,7 @@ Nothing on this path imports Lightning, so loading and a short render stay fast.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -18,11 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.audio import save_audio
+from audiodiff.audio import peak_normalize, save_audio
 from audiodiff.diffusion import SAMPLERS, SCHEDULES
 from audiodiff.model import MAX_SECONDS, AudioDiffusionModel
 
 MAX_STEPS = 1000
+PEAK_CEILING_DB = -1.0  # dBFS; louder clips are scaled down so PCM files never clip
+SILENT_PEAK = 1e-4  # -80 dBFS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,7 +108,8 @@ class AudioDiffusion:
     def generate_batch(self, labels: Sequence[str | int], seeds: Sequence[int], seconds: float | None = None,
                        sampler: SamplerSettings | None = None, progress: bool | None = None) -> list[Audio]:
         """One clip per (label, seed), generated in one model batch; each clip depends only on its
-        own label and seed."""
+        own label and seed. A clip peaking above -1 dBFS is scaled down to it (its ``gain_db`` is
+        recorded in the metadata), so that no written file clips."""
         sampler = sampler or SamplerSettings()
         seconds = self.model.seconds if seconds is None else float(seconds)
         if not 0 < seconds <= MAX_SECONDS:
@@ -119,6 +125,12 @@ class AudioDiffusion:
                     "sampler": sampler.name, "steps": sampler.steps, "schedule": sampler.schedule,
                     "guidance": sampler.guidance, "guidance_rescale": sampler.guidance_rescale,
                     "checkpoint": self.source}
+            peak = float(np.abs(wave).max())
+            if peak > 10 ** (PEAK_CEILING_DB / 20):
+                wave = peak_normalize(wave, PEAK_CEILING_DB)
+                meta["gain_db"] = round(PEAK_CEILING_DB - 20 * math.log10(peak), 2)
+            elif peak < SILENT_PEAK:
+                log.warning("the clip for label %r, seed %d is silent (peak below -80 dBFS)", meta["label"], seed)
             clips.append(Audio(np.ascontiguousarray(wave, dtype=np.float32), self.sample_rate, meta))
         return clips
 
