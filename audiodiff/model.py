@@ -19,6 +19,7 @@ from torch import nn
 
 from audiodiff.conditioning import ClassLabelConditioner
 from audiodiff.diffusion import Denoiser, DiffusionObjective, SeededNoise, get_sampler, make_sigmas
+from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
 from audiodiff.representations import Representation
 
 CONFIG_FILE = "config.yaml"
@@ -148,10 +149,14 @@ class AudioDiffusionModel(nn.Module):
     def sample(self, label_ids: Sequence[int], seeds: Sequence[int], seconds: float | None = None,
                sampler: str = "ddim", steps: int = 50, schedule: str = "cosine", guidance: float = 1.0,
                guidance_rescale: float = 0.0, sampler_options: dict | None = None,
-               progress: bool | None = None) -> torch.Tensor:
-        """Generate one clip per (label, seed): batch × audio channels × samples at ``sample_rate``.
+               sigma_range: tuple[float, float, float] = (SIGMA_MIN, SIGMA_MAX, 7.0),
+               progress: bool | None = None, decode: bool = True) -> torch.Tensor:
+        """Generate one clip per (label, seed): batch × audio channels × samples at ``sample_rate``
+        (with ``decode=False``, the model-space features before the vocoder). ``sigma_range`` is
+        (sigma_min, sigma_max, rho) of the noise-level schedule.
 
-        The result of each item depends only on its label and seed, not on the rest of the batch.
+        Each item depends only on its label and seed, not on the rest of the batch (up to float
+        rounding, which Griffin-Lim's phase search can turn into a different but equally valid phase).
         Raises :class:`NonFiniteOutputError` naming the item and step if the model produces NaN/inf.
         """
         seconds = self.seconds if seconds is None else float(seconds)
@@ -165,7 +170,7 @@ class AudioDiffusionModel(nn.Module):
         cond = self.conditioner(ids)
         uncond = self.conditioner.null(len(ids), device) if guidance != 1.0 else None
         denoiser = Denoiser(self.net, self.objective, cond, uncond, guidance, guidance_rescale)
-        sigmas = make_sigmas(schedule, steps).to(device)
+        sigmas = make_sigmas(schedule, steps, *sigma_range).to(device)
         noise = SeededNoise(seeds, device)
         shape = (len(ids), self.representation.channels, self.num_frames(seconds))
         x = noise(torch.empty(shape, device=device)) * sigmas[0]
@@ -179,7 +184,7 @@ class AudioDiffusionModel(nn.Module):
 
         disable = None if progress is None else not progress
         x = sample_fn(denoiser, x, sigmas, noise=noise, callback=check, disable=disable, **(sampler_options or {}))
-        return self.representation.decode(x, self.num_samples(seconds))
+        return self.representation.decode(x, self.num_samples(seconds)) if decode else x
 
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:

@@ -9,6 +9,7 @@ Nothing on this path imports Lightning, so loading and a short render stay fast.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from audiodiff.audio import peak_normalize, save_audio
-from audiodiff.diffusion import SAMPLERS, SCHEDULES
+from audiodiff.diffusion import SAMPLERS, SCHEDULES, get_sampler, make_sigmas
+from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
 from audiodiff.model import MAX_SECONDS, AudioDiffusionModel
 
 MAX_STEPS = 1000
@@ -62,11 +65,14 @@ class SamplerSettings:
     """How to sample: a sampler name, steps, noise schedule, classifier-free guidance scale and
     guidance rescale (0: off, up to 1), checked up front."""
 
-    name: str = "ddim"
-    steps: int = 50
-    schedule: str = "cosine"
+    name: str = "dpmpp_2m_sde"
+    steps: int = 20
+    schedule: str = "karras"
     guidance: float = 1.0
     guidance_rescale: float = 0.0
+    sigma_min: float = SIGMA_MIN
+    sigma_max: float = SIGMA_MAX
+    rho: float = 7.0
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,6 +86,26 @@ class SamplerSettings:
             raise ValueError(f"guidance must be a finite number >= 0, got {self.guidance!r}")
         if not 0 <= float(self.guidance_rescale) <= 1:
             raise ValueError(f"guidance_rescale must be between 0 and 1, got {self.guidance_rescale!r}")
+        if not 0 < self.rho < 100:
+            raise ValueError(f"rho must be between 0 and 100, got {self.rho!r}")
+        make_sigmas(self.schedule, self.steps, self.sigma_min, self.sigma_max, self.rho)  # checks the range
+        accepted = set(inspect.signature(get_sampler(self.name)).parameters) - {"denoiser", "x", "sigmas", "noise",
+                                                                              "callback", "disable"}
+        unknown = set(self.options) - accepted
+        if unknown:
+            raise ValueError(f"sampler {self.name} has no option {', '.join(sorted(unknown))}; "
+                             f"its options: {', '.join(sorted(accepted)) or 'none'}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> SamplerSettings:
+        """The settings of ``conf/sampler/<name>.yaml`` (the ones ``sampler=<name>`` picks on the
+        command line), with the given fields replaced where they are not None."""
+        path = Path(__file__).parent / "conf" / "sampler" / f"{name}.yaml"
+        if name not in SAMPLERS or not path.is_file():
+            raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
+        config = yaml.safe_load(path.read_text())
+        config.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**config)
 
 
 class AudioDiffusion:
@@ -118,13 +144,13 @@ class AudioDiffusion:
         waves = self.model.sample(ids, seeds, seconds, sampler=sampler.name, steps=sampler.steps,
                                   schedule=sampler.schedule, guidance=sampler.guidance,
                                   guidance_rescale=sampler.guidance_rescale, sampler_options=sampler.options,
-                                  progress=progress)
+                                  sigma_range=(sampler.sigma_min, sampler.sigma_max, sampler.rho), progress=progress)
         clips = []
         for label_id, seed, wave in zip(ids, seeds, waves.float().cpu().numpy(), strict=True):
             meta = {"label": self.labels[label_id], "seed": int(seed), "seconds": seconds,
                     "sampler": sampler.name, "steps": sampler.steps, "schedule": sampler.schedule,
                     "guidance": sampler.guidance, "guidance_rescale": sampler.guidance_rescale,
-                    "checkpoint": self.source}
+                    "sampler_options": dict(sampler.options), "checkpoint": self.source}
             peak = float(np.abs(wave).max())
             if peak > 10 ** (PEAK_CEILING_DB / 20):
                 wave = peak_normalize(wave, PEAK_CEILING_DB)
@@ -135,16 +161,17 @@ class AudioDiffusion:
         return clips
 
     def generate(self, label: str | int | None = None, seconds: float | None = None, seed: int | None = None,
-                 steps: int = 50, sampler: str = "ddim", schedule: str = "cosine", guidance: float = 1.0,
-                 num: int = 1, progress: bool | None = None) -> Audio | list[Audio]:
+                 steps: int | None = None, sampler: str = "dpmpp_2m_sde", schedule: str | None = None,
+                 guidance: float = 1.0, num: int = 1, progress: bool | None = None) -> Audio | list[Audio]:
         """Generate ``num`` clips of ``label`` (a name from :attr:`labels`), ``seconds`` long
-        (default: the training length). ``seed`` makes the result reproducible; clip i uses
+        (default: the training length). ``sampler`` names a preset of ``conf/sampler/``, whose
+        steps and schedule apply unless given. ``seed`` makes the result reproducible; clip i uses
         ``seed + i``. Returns one :class:`Audio`, or a list when ``num > 1``."""
         if label is None:
             raise ValueError(f"this model is label-conditioned: pass label=..., one of {', '.join(self.labels)}")
         if int(num) != num or num < 1:
             raise ValueError(f"num must be a positive integer, got {num!r}")
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
-        settings = SamplerSettings(sampler, steps, schedule, guidance)
+        settings = SamplerSettings.preset(sampler, steps=steps, schedule=schedule, guidance=guidance)
         clips = self.generate_batch([label] * num, [seed + i for i in range(num)], seconds, settings, progress)
         return clips[0] if num == 1 else clips

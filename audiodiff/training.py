@@ -136,7 +136,8 @@ class AudioSampleLogger(L.Callback):
         s = self.sampler
         waves = model.sample(list(range(len(labels))), [self.seed + i for i in range(len(labels))],
                              sampler=s.name, steps=s.steps, schedule=s.schedule, guidance=s.guidance,
-                             guidance_rescale=s.guidance_rescale, sampler_options=s.options, progress=False)
+                             guidance_rescale=s.guidance_rescale, sampler_options=s.options,
+                             sigma_range=(s.sigma_min, s.sigma_max, s.rho), progress=False)
         model.train(was_training)
         out_dir = Path(trainer.default_root_dir) / "samples" / f"step_{step:06d}"
         for label, wave in zip(labels, waves, strict=True):

@@ -39,6 +39,7 @@ class GriffinLim(nn.Module):
             power=2.0,
             n_iter=self.n_iter,
             momentum=self.momentum,
+            rand_init=False,  # a random initial phase would make the same seed give different audio
         )
 
     def forward(self, mel_power: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
