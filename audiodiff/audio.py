@@ -84,11 +84,18 @@ def save_audio(
     os.close(fd)
     try:
         sf.write(tmp, audio.T, sample_rate, subtype=WAV_SUBTYPES[subtype], format="WAV")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def fit_length(audio: np.ndarray, frames: int, offset: int = 0) -> np.ndarray:

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -14,6 +16,15 @@ def test_save_load_round_trip_pcm16_and_float(tmp_path):
         assert rate == 16000 and loaded.shape == (1, 16000)
         assert np.abs(loaded - audio).max() < tol
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_float.wav", "a_pcm16.wav"]  # no temp files left
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_audio(tmp_path / "p.wav", np.zeros((1, 10), np.float32), 8000)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_load_mixes_to_mono_and_resamples(tmp_path):
