@@ -24,7 +24,7 @@ import yaml
 from audiodiff.audio import peak_normalize, save_audio
 from audiodiff.diffusion import SAMPLERS, SCHEDULES, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
-from audiodiff.model import MAX_SECONDS, AudioDiffusionModel
+from audiodiff.model import AudioDiffusionModel
 
 MAX_STEPS = 1000
 PEAK_CEILING_DB = -1.0  # dBFS; louder clips are scaled down so PCM files never clip
@@ -138,8 +138,6 @@ class AudioDiffusion:
         recorded in the metadata), so that no written file clips."""
         sampler = sampler or SamplerSettings()
         seconds = self.model.seconds if seconds is None else float(seconds)
-        if not 0 < seconds <= MAX_SECONDS:
-            raise ValueError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
         ids = [self.model.conditioner.label_id(label) for label in labels]
         waves = self.model.sample(ids, seeds, seconds, sampler=sampler.name, steps=sampler.steps,
                                   schedule=sampler.schedule, guidance=sampler.guidance,

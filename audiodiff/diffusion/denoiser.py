@@ -38,8 +38,9 @@ class Denoiser:
         x_t = x / torch.sqrt(1 + sigma**2)[:, None, None]
         if not self.guided:
             return self.objective.to_x0(self.net(x_t, t, self.cond), x_t, t)
-        both = self.net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([self.cond, self.uncond]))
-        x0_cond, x0_uncond = self.objective.to_x0(both, torch.cat([x_t, x_t]), torch.cat([t, t])).chunk(2)
+        x_both, t_both = torch.cat([x_t, x_t]), torch.cat([t, t])
+        both = self.net(x_both, t_both, torch.cat([self.cond, self.uncond]))
+        x0_cond, x0_uncond = self.objective.to_x0(both, x_both, t_both).chunk(2)
         guided = x0_uncond + self.guidance * (x0_cond - x0_uncond)
         if self.guidance_rescale > 0:
             dims = tuple(range(1, x.ndim))
