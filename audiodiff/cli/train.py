@@ -42,10 +42,19 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
 
     datamodule = instantiate(cfg.data)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg["conditioner"]["labels"] = datamodule.labels
+    conditioner = model_cfg["conditioner"]
+    if conditioner.get("label") is not None:
+        conditioner["label"]["labels"] = datamodule.labels
+    if cfg.seconds_range is not None and conditioner.get("duration") is None:
+        low, high = (float(x) for x in cfg.seconds_range)
+        if not low <= cfg.seconds <= high:
+            raise ValueError(f"seconds={cfg.seconds} (the default length) must lie in seconds_range={[low, high]}")
+        conditioner["duration"] = {"_target_": "audiodiff.conditioning.DurationEmbedding", "_partial_": True,
+                                   "min_seconds": low, "max_seconds": high}
     task = DiffusionTask(model=model_cfg, **OmegaConf.to_container(cfg.task, resolve=True))
     n_params = sum(p.numel() for p in task.model.net.parameters())
-    log.info("U-Net: %.2fM parameters; labels: %s", n_params / 1e6, ", ".join(datamodule.labels))
+    log.info("U-Net: %.2fM parameters; labels: %s; text: %s", n_params / 1e6, ", ".join(datamodule.labels),
+             task.model.conditioner.text.encoder.identity if task.model.has_text else "none")
 
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="last-step", save_last=True, save_top_k=0,
