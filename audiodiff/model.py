@@ -17,7 +17,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from audiodiff.conditioning import Conditioner, Conditioning, TextEncoderMismatchError
+from audiodiff.conditioning import Conditioner, Conditioning
 from audiodiff.diffusion import Denoiser, DiffusionObjective, SeededNoise, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
 from audiodiff.representations import Representation
@@ -86,7 +86,7 @@ class AudioDiffusionModel(nn.Module):
         try:
             model = instantiate(config, _convert_="all")
         except Exception as err:
-            cause = err.__cause__ if isinstance(err.__cause__, TextEncoderMismatchError | ImportError) else err
+            cause = err.__cause__ if err.__cause__ is not None else err
             raise ModelLoadError(f"{source}: cannot build the model from its config ({cause})") from None
         if not isinstance(model, cls):
             raise ModelLoadError(f"{source}: the config builds {type(model).__name__}, not {cls.__name__}")
@@ -237,17 +237,24 @@ class AudioDiffusionModel(nn.Module):
         return self.representation.decode(x, self.num_samples(seconds)) if decode else x
 
 
-def _read_checkpoint(path: Path) -> tuple[dict, dict]:
-    """Model config and EMA weights from a Lightning checkpoint, loaded without unpickling code."""
+def load_checkpoint_file(path: str | Path) -> dict:
+    """A PyTorch checkpoint's contents, loaded with ``weights_only=True``: plain tensors and
+    containers only. A file whose pickle would build any other object (and so could run code) is
+    refused with :class:`ModelLoadError` before anything in it runs."""
     import pickle
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ModelLoadError(f"{path}: refused, the file holds pickled objects that are not plain tensors "
                              f"and containers ({str(err).splitlines()[0]})") from None
     except Exception as err:
         raise ModelLoadError(f"{path}: not a readable checkpoint ({err})") from None
+
+
+def _read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """Model config and EMA weights from a Lightning checkpoint, loaded without unpickling code."""
+    ckpt = load_checkpoint_file(path)
     try:
         config = ckpt["hyper_parameters"]["model"]
         state = ckpt["state_dict"]

@@ -158,7 +158,7 @@ def test_render_refuses_bad_settings_before_loading(tmp_path):
 
 
 TINY = ["model.net.channels=[16,32]", "model.net.factors=[1,2]", "model.net.blocks=[1,1]",
-        "model.net.attentions=[false,true]", "model.net.emb_dim=32", "model.conditioner.dim=16",
+        "model.net.attentions=[false,true]", "model.net.emb_dim=32", "conditioner.dim=16",
         "data.batch_size=4", "data.dataset.num_items=64", "data.val_dataset.num_items=8",
         "trainer.val_check_interval=20", "trainer.enable_progress_bar=false", "audio_log.every_n_steps=100000",
         "checkpoint.every_n_steps=10", "name=killme"]

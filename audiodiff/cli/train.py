@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("audiodiff.train")
+T = TypeVar("T")
 
 
 def train(cfg: DictConfig, run_dir: Path) -> Path:
@@ -27,6 +30,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from audiodiff.model import load_checkpoint_file
     from audiodiff.pipeline import SamplerSettings
     from audiodiff.training import AudioSampleLogger, DiffusionTask
 
@@ -40,7 +44,11 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data)
+    max_steps = cfg.trainer.get("max_steps", -1)
+    if max_steps == 0 or max_steps < -1:
+        raise ValueError(f"trainer.max_steps must be a positive number of steps (or -1 to train by "
+                         f"trainer.max_epochs), got {max_steps}")
+    datamodule = _build("data", lambda: instantiate(cfg.data))
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     conditioner = model_cfg["conditioner"]
     if conditioner.get("label") is not None:
@@ -64,10 +72,11 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         AudioSampleLogger(**OmegaConf.to_container(cfg.audio_log, resolve=True),
                           sampler=sampler),
     ]
-    logger = instantiate(cfg.logger, save_dir=str(run_dir))
+    logger = _build("logger", lambda: instantiate(cfg.logger, save_dir=str(run_dir)))
     trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
                         **OmegaConf.to_container(cfg.trainer, resolve=True))
     if last.exists():
+        load_checkpoint_file(last)  # refuses a file that would run code, before Lightning opens it
         log.info("resuming from %s", last)
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)
@@ -76,9 +85,22 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     return export
 
 
+def _build(key: str, build: Callable[[], T]) -> T:
+    """Run ``build``, reporting a bad config value as one line naming its config key."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return build()
+    except InstantiationException as err:
+        cause = err.__cause__ if err.__cause__ is not None else err
+        raise ValueError(f"{key}: {cause}") from None
+
+
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import MissingMandatoryValue
 
     from audiodiff.data.folder import DatasetError
     from audiodiff.model import ModelLoadError
@@ -86,7 +108,10 @@ def _main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         train(cfg, run_dir)
-    except (DatasetError, ModelLoadError, ValueError) as err:
+    except MissingMandatoryValue as err:
+        key = err.full_key
+        sys.exit(f"error: {key} is required; give it on the command line ({key}=...)")
+    except (DatasetError, ModelLoadError, ValueError, MisconfigurationException) as err:
         log.error("%s", err)
         sys.exit(f"error: {err}")
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, random_split
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_SIZE = 4096
 
 
 class DurationBatchSampler(Sampler[list[tuple[int, float]]]):
@@ -63,6 +68,12 @@ class AudioDataModule(L.LightningDataModule):
             if n_val:
                 dataset, val_dataset = random_split(dataset, [len(dataset) - n_val, n_val],
                                                     generator=torch.Generator().manual_seed(seed))
+        if batch_size > MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size={batch_size} is too large; use at most {MAX_BATCH_SIZE}")
+        if batch_size > len(dataset):
+            log.warning("batch_size=%d is larger than the %d training clips; using %d", batch_size, len(dataset),
+                        len(dataset))
+            batch_size = len(dataset)
         self.train_set = dataset
         self.val_set = val_dataset
         self.batch_size = batch_size
