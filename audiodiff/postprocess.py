@@ -24,8 +24,10 @@ BS1770_BLOCK = 0.4  # s: the gating block of ITU-R BS.1770
 DEFAULT_FADE = 0.005  # s, used when a fade is switched on with ``True``
 DEFAULT_LOOP_CROSSFADE = 0.1  # s, used when the loop is switched on with ``True``
 OVERSAMPLING = 4  # true peak is measured at 4x the sample rate (BS.1770 Annex 2)
-UPSAMPLER = "soxr_vhq"  # librosa's steepest resampler: gentler filters (torchaudio's defaults) roll off
-# under Nyquist and miss up to 0.5 dB of the inter-sample peaks of noise-like clips
+# Two of librosa's 4x interpolators (soxr and scipy's Kaiser polyphase FIR): on noise-like clips with
+# energy up to Nyquist, band-limited interpolators disagree by up to 0.5 dB on the inter-sample peaks
+# (each is the higher one on some clips), so the true peak is taken as the higher of the two readings.
+UPSAMPLERS = ("soxr_vhq", "polyphase")
 PEAK_HEADROOM_DB = 0.1  # the limiter aims this far under the ceiling, so PCM rounding and other
 # true-peak meters (other interpolation filters) still read at or under the ceiling
 LOUDNESS_TOLERANCE_LU = 0.05
@@ -114,26 +116,29 @@ def _round(value: float) -> float | None:
     return round(float(value), 2) if math.isfinite(value) else None
 
 
-def _upsample(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+def _upsampled_magnitude(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """|4x-upsampled clip|, the higher of the two interpolators' readings at each position (channels × 4·frames)."""
     import librosa
 
-    return librosa.resample(np.asarray(audio, dtype=np.float64), orig_sr=sample_rate,
-                            target_sr=sample_rate * OVERSAMPLING, res_type=UPSAMPLER)
+    audio = np.asarray(audio, dtype=np.float64)
+    readings = [np.abs(librosa.resample(audio, orig_sr=sample_rate, target_sr=sample_rate * OVERSAMPLING,
+                                        res_type=kind))[..., : audio.shape[-1] * OVERSAMPLING] for kind in UPSAMPLERS]
+    return np.maximum(*readings)
 
 
 def true_peak_db(audio: np.ndarray, sample_rate: int) -> float:
-    """True peak in dBTP: the largest absolute value of the clip upsampled 4x (librosa's soxr
-    band-limited resampling), or of its samples where those are larger. -inf for silence."""
+    """True peak in dBTP: the largest absolute value of the clip upsampled 4x (see
+    :data:`UPSAMPLERS`), or of its samples where those are larger. -inf for silence."""
     if audio.shape[-1] == 0:
         return -math.inf
-    return _db(max(float(np.abs(_upsample(audio, sample_rate)).max()), float(np.abs(audio).max())))
+    return _db(max(float(_upsampled_magnitude(audio, sample_rate).max()), float(np.abs(audio).max())))
 
 
 def _peak_envelope(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Per frame, the largest absolute value over the channels of the 4x-upsampled signal in the
     frame's 4 sub-sample positions (and the frame's own samples): inter-sample peaks included."""
     frames = audio.shape[-1]
-    up = np.abs(_upsample(audio, sample_rate)).max(axis=0)
+    up = _upsampled_magnitude(audio, sample_rate).max(axis=0)
     up = np.pad(up, (0, max(0, frames * OVERSAMPLING - up.shape[0])))[: frames * OVERSAMPLING]
     return np.maximum(up.reshape(frames, OVERSAMPLING).max(axis=1), np.abs(audio).max(axis=0))
 
