@@ -8,6 +8,8 @@ for: importing Lightning costs seconds.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
 
 import lightning as L
@@ -68,6 +70,8 @@ def render_distributed(renderer: BatchRenderer, jobs: Sequence[RenderJob], batch
                        progress: bool | None = None) -> RenderReport | None:
     """Render ``jobs`` with ``devices`` processes (``strategy`` ``ddp`` relaunches this command for
     ranks 1..N-1). Returns the merged report of all ranks on rank 0, None on the others."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips and banners in a render log
+    warnings.filterwarnings("ignore", message=".*predict returned None.*")
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         use_distributed_sampler=False)

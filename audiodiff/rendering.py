@@ -56,11 +56,13 @@ class RenderReport:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[RowError] = field(default_factory=list)
+    written_per_process: list[int] = field(default_factory=list)  # when several processes rendered
 
     def merge(self, other: RenderReport) -> None:
         self.written += other.written
         self.skipped += other.skipped
         self.failed += other.failed
+        self.written_per_process.append(len(other.written))
 
 
 def read_manifest(out_dir: Path) -> dict[str, dict]:

@@ -47,6 +47,25 @@ def test_loudness_target_and_true_peak_ceiling_hold(name):
     assert "short_of_target_lu" not in loudness
 
 
+def test_synthetic_sound_effects_meet_the_loudness_and_peak_bars():
+    """The eight built-in sound-effect classes (what the quickstart model learns), trimmed as a
+    sound-effect user would: every clip ends at -14 ± 0.5 LUFS, under -1 dBTP, without end clicks."""
+    from audiodiff.data import CLASSES, SyntheticSounds
+
+    data = SyntheticSounds(num_items=24, seconds=1.0, sample_rate=RATE, seed=3)
+    options = PostProcessing(dc=True, trim=50, fade_in=True, fade_out=True, loudness=-14, true_peak=-1)
+    seen = set()
+    for i in range(len(data)):
+        item = data[i]
+        seen.add(CLASSES[item["label"]])
+        out, _ = postprocess(item["audio"].numpy(), RATE, options)
+        measured = lufs(out) if out.shape[1] > 0.4 * RATE else integrated_loudness(out, RATE)[0]
+        assert abs(measured + 14) <= 0.5, CLASSES[item["label"]]
+        assert true_peak(out) <= -1.0
+        assert np.abs(out[:, [0, -1]]).max() < 10 ** (-60 / 20)
+    assert seen == set(CLASSES)
+
+
 def test_ceiling_without_limiter_lowers_the_clip_and_says_so():
     t = np.arange(RATE) / RATE
     kick = (0.9 * np.sin(2 * np.pi * 60 * t) * np.exp(-20 * t))[None].astype(np.float32)

@@ -72,7 +72,9 @@ def render(cfg: DictConfig) -> int:
     failed = sorted(errors + row_errors + report.failed, key=lambda e: e.row)
     for err in failed:
         print(f"skipped {err}", file=sys.stderr)
-    print(f"{len(report.written)} written, {len(report.skipped)} already done, {len(failed)} failed "
+    split = report.written_per_process
+    by = f" ({' + '.join(map(str, split))} by {len(split)} processes)" if len(split) > 1 else ""
+    print(f"{len(report.written)} written{by}, {len(report.skipped)} already done, {len(failed)} failed "
           f"-> {cfg.out_dir}", file=sys.stderr)
     return 1 if failed else 0
 
