@@ -262,10 +262,10 @@ def normalize_level(audio: np.ndarray, sample_rate: int, loudness: float | None,
                     lufs, _ = integrated_loudness(raised * gain, sample_rate)
                     if abs(lufs - loudness) <= LOUDNESS_TOLERANCE_LU:
                         break
-                    raise_db = min(gain_db + loudness - lufs, loudness - before + MAX_LIMITING_DB)
-                    if raise_db <= gain_db:  # at the limiting cap (or overshooting): as loud as it gets
+                    new_gain_db = min(gain_db + loudness - lufs, loudness - before + MAX_LIMITING_DB)
+                    if new_gain_db == gain_db:  # at the limiting cap: as loud as it gets
                         break
-                    gain_db = raise_db
+                    gain_db = new_gain_db
                 if gain.min() < 1.0:
                     records.append({"step": "limiter", "ceiling_dbtp": ceiling,
                                     "max_reduction_db": _round(-_db(float(gain.min())))})
