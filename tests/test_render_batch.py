@@ -274,3 +274,19 @@ def test_readme_python_example_runs_as_written(tiny_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert read_provenance(tmp_path / "coin.wav")["label"] == "coin"
     assert sorted(p.name for p in tmp_path.glob("kick_*.wav")) == [f"kick_{i}.wav" for i in range(4)]
+
+
+def test_spectrogram_without_matplotlib_says_how_to_install(monkeypatch):
+    from audiodiff.plotting import PlottingUnavailableError, require_matplotlib
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(PlottingUnavailableError, match=r"pip install 'audiodiff\[plot\]'"):
+        require_matplotlib()
+
+
+def test_bad_post_processing_settings_are_refused_before_loading(tmp_path):
+    (tmp_path / "p.csv").write_text("label\nkick\n")
+    proc = run([cli("audiodiff-render"), "checkpoint=/nonexistent", f"prompts={tmp_path / 'p.csv'}",
+                f"out_dir={tmp_path / 'o'}", "loudness=5", "true_peak=-1"], tmp_path)
+    assert proc.returncode == 2 and "loudness must be a target in LUFS" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o").exists()
