@@ -13,6 +13,7 @@ import inspect
 import logging
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 import yaml
 
 from audiodiff.audio import save_audio
+from audiodiff.conditioning import PromptTruncatedWarning
 from audiodiff.diffusion import SAMPLERS, SCHEDULES, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
 from audiodiff.model import AudioDiffusionModel
@@ -118,6 +120,20 @@ class SamplerSettings:
         return cls(**config)
 
 
+def _fit_prompt(text: str | None) -> str | None:
+    """A prompt as the pipeline records it: text (or None), at most MAX_PROMPT characters (the
+    provenance chunk of a WAV has room for no more; the text encoder reads far fewer anyway)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise TypeError(f"a prompt must be text, got {type(text).__name__} {text!r}")
+    if len(text) > MAX_PROMPT:
+        warnings.warn(f"prompt of {len(text)} characters cut to {MAX_PROMPT}: {text[:60]!r}...",
+                      PromptTruncatedWarning, stacklevel=3)
+        return text[:MAX_PROMPT]
+    return text
+
+
 class AudioDiffusion:
     """A trained model ready to generate clips. ``model_sha256`` identifies its weights (computed
     once, here) and is recorded in every clip's metadata and file."""
@@ -145,8 +161,8 @@ class AudioDiffusion:
 
     @property
     def supports_text(self) -> bool:
-        """Whether the model can be prompted with text (its ``sample`` takes ``prompts``)."""
-        return "prompts" in inspect.signature(self.model.sample).parameters
+        """Whether the model is conditioned on text prompts."""
+        return self.model.has_text
 
     def generate_batch(self, labels: Sequence[str | int | None], seeds: Sequence[int], seconds: float | None = None,
                        sampler: SamplerSettings | None = None, progress: bool | None = None,
@@ -170,9 +186,9 @@ class AudioDiffusion:
                              f"{len(negatives)} negative prompts; they must match")
         text = {}
         if any(p is not None for p in prompts + negatives):
-            if not self.supports_text:
-                raise ValueError(f"this model is conditioned on labels, not text: pass label=..., one of "
-                                 f"{', '.join(self.labels)}")
+            for p in prompts + negatives:
+                if p is not None:
+                    self.model.conditioner.check_prompt(p)  # refuses text for a label model, and empty text
             text = {"prompts": prompts, "negative_prompts": negatives}
         ids = []
         for label, prompt in zip(labels, prompts, strict=True):
@@ -220,11 +236,11 @@ class AudioDiffusion:
         Returns one :class:`Audio`, or a list when several clips are asked for."""
         prompts = [prompt] if prompt is None or isinstance(prompt, str) else list(prompt)
         if label is None and prompts == [None]:
-            raise ValueError(f"pass label=..., one of {', '.join(self.labels)}"
-                             + (", or prompt=..." if self.supports_text else ""))
-        for text in [*prompts, negative_prompt]:
-            if text is not None and (not isinstance(text, str) or not text.strip() or len(text) > MAX_PROMPT):
-                raise ValueError(f"a prompt must be non-empty text of at most {MAX_PROMPT} characters, got {text!r}")
+            choices = [f"label=... (one of {', '.join(self.labels)})"] if self.labels else []
+            choices += ["prompt=... (a description of the sound)"] if self.supports_text else []
+            raise ValueError(f"say what to generate: {' or '.join(choices)}")
+        prompts = [_fit_prompt(p) for p in prompts]
+        negative_prompt = _fit_prompt(negative_prompt)
         if isinstance(num, bool) or int(num) != num or num < 1:
             raise ValueError(f"num must be a positive integer, got {num!r}")
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)

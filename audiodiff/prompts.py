@@ -9,6 +9,7 @@ A bad row never stops the batch: it becomes a :class:`RowError` that names the r
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -94,15 +95,19 @@ def _read_rows(path: Path) -> list[dict]:
         raise PromptFileError(f"{path}: not UTF-8 text ({err})") from None
     except OSError as err:
         raise PromptFileError(f"{path}: cannot read ({err})") from None
+    if not text.strip():
+        raise PromptFileError(f"{path}: the file is empty; give a header and one row per sound")
     if kind == "csv":
-        reader = csv.DictReader(text.splitlines())
+        # io.StringIO with newline="" keeps line breaks inside quoted cells, and does not split rows at
+        # the other characters str.splitlines() treats as line ends (form feed, U+2028, ...).
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = reader.fieldnames or []
         if not set(fields) & set(COLUMNS):
             raise PromptFileError(f"{path}: the header names none of the columns {', '.join(COLUMNS)} "
                                   f"(found {fields})")
         return [dict(r) for r in reader]
     rows = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -152,6 +152,17 @@ class BatchRenderer:
         self.subtype = subtype
         self.spectrogram = spectrogram
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # other ranks start while rank 0 waits for them
+            self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        # A write killed with SIGKILL leaves its temporary file (never a partial WAV under its own
+        # name); it holds nothing worth keeping, and its row is rendered again.
+        stale = [*self.out_dir.glob(".*.tmp.wav"), *self.out_dir.glob(".*.tmp.png")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.info("removed %d temporary files left by an interrupted run in %s", len(stale), self.out_dir)
 
     def done(self) -> set[str]:
         """Files listed in the manifest and present."""

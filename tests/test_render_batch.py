@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import random
 import re
 import signal
 import subprocess
@@ -32,7 +33,7 @@ from .conftest import cli
 ROWS = 50
 CONF = Path(__file__).resolve().parent.parent / "conf"
 TINY = ["experiment=quickstart", "model.net.channels=[16,32]", "model.net.factors=[1,2]", "model.net.blocks=[1,1]",
-        "model.net.attentions=[false,true]", "model.net.emb_dim=32", "model.conditioner.dim=16",
+        "model.net.attentions=[false,true]", "model.net.emb_dim=32", "conditioner.dim=16",
         "model.representation.vocoder.n_iter=16"]
 BAD_ROWS = {  # name column -> (label, seconds, what the refusal must say)
     "../../etc/x": ("kick", "", "'../../etc/x' is not a plain file name"),
@@ -54,7 +55,7 @@ def tiny_model(tmp_path_factory) -> Path:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=TINY)
     config = OmegaConf.to_container(cfg.model, resolve=True)
-    config["conditioner"]["labels"] = list(CLASSES)
+    config["conditioner"]["label"]["labels"] = list(CLASSES)
     torch.manual_seed(0)
     model = AudioDiffusionModel.from_config(config)
     data = SyntheticSounds(num_items=16, seconds=1.0, sample_rate=16000, seed=0)
@@ -161,32 +162,60 @@ def test_every_file_meets_the_peak_and_fade_bars_and_its_loudness_is_on_target_o
           f"short; true peak: max {max(peaks):.2f} dBTP")
 
 
-def test_sigkill_half_way_then_rerun_finishes_every_file_once(reference, tiny_model, tmp_path):
+KILLS = 10
+
+
+def check_output_folder(out: Path) -> set[str]:
+    """After any kill: every manifest line names a complete WAV, listed once; returns the listed files."""
+    lines = manifest_lines(out) if (out / MANIFEST).is_file() else []
+    files = [e["file"] for e in lines]
+    assert len(files) == len(set(files)), "a file was listed twice"
+    for entry in lines:
+        info = sf.info(out / entry["file"])
+        assert info.frames == entry["frames"], f"{entry['file']} is truncated"
+    for wav in out.glob("*.wav"):  # written but not yet listed: still complete (atomic rename)
+        sf.read(wav)
+    return set(files)
+
+
+def test_sigkill_sweep_then_rerun_finishes_every_file_once(reference, tiny_model, tmp_path):
     ref_dir, expected, _ = reference
     write_prompts(tmp_path / "sounds.csv")
     out = tmp_path / "out"
     args = render_cmd(tiny_model, tmp_path / "sounds.csv", out)
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"})
     manifest = out / MANIFEST
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if manifest.is_file() and len(manifest.read_bytes().splitlines()) >= ROWS // 2:
+    rng = random.Random(0)
+    listed_at_kills = []
+    for kill in range(KILLS):
+        before = len(manifest_lines(out)) if manifest.is_file() else 0
+        if before >= ROWS - 1:
             break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = len(manifest_lines(out))
-    print(f"killed with {done_before} of {ROWS} files listed")
-    assert 0 < done_before < ROWS
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"})
+        if kill % 3 == 2:  # during start-up
+            time.sleep(rng.uniform(0.2, 3.0))
+        else:  # after a few more files, at a random moment (often mid-batch or mid-write)
+            target = before + rng.randint(1, 4)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                if manifest.is_file() and len(manifest.read_bytes().splitlines()) >= target:
+                    break
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        listed_at_kills.append(len(check_output_folder(out)) if out.exists() else 0)
+    print(f"files listed at the {len(listed_at_kills)} kills: {listed_at_kills}")
+    assert listed_at_kills == sorted(listed_at_kills) and 0 < listed_at_kills[-1] < ROWS
 
     again = run(args, tmp_path)
     assert again.returncode == 1  # the four bad rows
+    done_before = listed_at_kills[-1]
     assert f"{ROWS - done_before} written, {done_before} already done" in again.stderr
     entries = manifest_lines(out)
     assert len(entries) == ROWS and sorted(e["file"] for e in entries) == sorted(expected)
     assert wav_bytes(out) == wav_bytes(ref_dir / "out")  # none truncated, none different from an unbroken run
-    assert not list(out.glob(".*"))
+    assert not list(out.glob(".*"))  # no temporary file left behind
 
 
 def test_two_processes_write_the_same_bytes_as_one(reference, tiny_model, tmp_path):
