@@ -242,12 +242,16 @@ def load_checkpoint_file(path: str | Path) -> dict:
     containers only. A file whose pickle would build any other object (and so could run code) is
     refused with :class:`ModelLoadError` before anything in it runs."""
     import pickle
+    import re
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ModelLoadError(f"{path}: refused, the file holds pickled objects that are not plain tensors "
-                             f"and containers ({str(err).splitlines()[0]})") from None
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found:
+            raise ModelLoadError(f"{path}: refused, the file would build {found.group(1)} when loaded; only "
+                                 "plain tensors and containers are accepted, so nothing in it was run") from None
+        raise ModelLoadError(f"{path}: not a readable checkpoint (not a PyTorch checkpoint file)") from None
     except Exception as err:
         raise ModelLoadError(f"{path}: not a readable checkpoint ({err})") from None
 

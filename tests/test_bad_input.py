@@ -120,7 +120,7 @@ def write_payload_checkpoint(path, marker):
 def test_pickle_payload_is_refused_by_from_pretrained_and_never_runs(tmp_path):
     marker = tmp_path / "payload-ran"
     write_payload_checkpoint(tmp_path / "evil.ckpt", marker)
-    with pytest.raises(ModelLoadError, match="evil.ckpt: refused"):
+    with pytest.raises(ModelLoadError, match="evil.ckpt: refused, the file would build posix.system"):
         AudioDiffusion.from_pretrained(tmp_path / "evil.ckpt")
     assert not marker.exists()
 
@@ -151,3 +151,50 @@ def test_model_config_naming_foreign_code_is_refused(tmp_path):
     with pytest.raises(ModelLoadError, match="refusing to build 'os.system'"):
         AudioDiffusion.from_pretrained(model_dir)
     assert not (tmp_path / "ran").exists() and not (model_dir / "ran").exists()
+
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory):
+    from audiodiff.model import AudioDiffusionModel
+
+    from .test_conditioning import LABELS, tiny_config
+
+    model = AudioDiffusionModel.from_config(tiny_config({"label": LABELS}))
+    return model.save_pretrained(tmp_path_factory.mktemp("untrained") / "model")
+
+
+BAD_GENERATE = [
+    ({"label": "trumpet"}, "unknown label 'trumpet'"),
+    ({}, "say what to generate"),
+    ({"label": "a", "seconds": -1}, "seconds must be in"),
+    ({"label": "a", "seconds": 1e9}, "seconds must be in"),
+    ({"label": "a", "seconds": float("nan")}, "seconds must be in"),
+    ({"label": "a", "steps": 0}, "steps must be an integer"),
+    ({"label": "a", "guidance": float("nan")}, "guidance must be a finite number"),
+    ({"label": "a", "sampler": "plms"}, "unknown sampler 'plms'"),
+    ({"label": "a", "num": 0}, "num must be a positive integer"),
+    ({"prompt": "a coin"}, "no text conditioning"),
+    ({"label": "a", "post": {"loudness": 40}}, "loudness"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", BAD_GENERATE, ids=[m for _, m in BAD_GENERATE])
+def test_python_api_refuses_bad_arguments_by_name(untrained_model, tmp_path, kwargs, message):
+    pipe = AudioDiffusion.from_pretrained(untrained_model)
+    with pytest.raises(ValueError, match=message):
+        pipe.generate(**kwargs)
+
+
+def test_from_pretrained_names_the_problem_with_a_model_path(tmp_path, untrained_model):
+    with pytest.raises(ModelLoadError, match="no such model"):
+        AudioDiffusion.from_pretrained(tmp_path / "missing")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.yaml").write_text((untrained_model / "config.yaml").read_text())
+    with pytest.raises(ModelLoadError, match="missing model.safetensors"):
+        AudioDiffusion.from_pretrained(tmp_path / "half")
+    (tmp_path / "half" / "model.safetensors").write_bytes(os.urandom(500))
+    with pytest.raises(ModelLoadError, match="unreadable model files"):
+        AudioDiffusion.from_pretrained(tmp_path / "half")
+    (tmp_path / "text.ckpt").write_text("not a checkpoint")
+    with pytest.raises(ModelLoadError, match="not a readable checkpoint"):
+        AudioDiffusion.from_pretrained(tmp_path / "text.ckpt")
