@@ -63,8 +63,8 @@ def finish_clip(audio: np.ndarray, sample_rate: int, max_seconds: float) -> np.n
 
 def heldout_names(names: Sequence[str], fraction: float) -> set[str]:
     """The names to hold out of one label's ``names``: ``fraction`` of them (at least one, at least one
-    left to train on), picked by a hash of the name so that the choice does not depend on which
-    other files exist or on the order they are listed in."""
+    left to train on), picked by a hash of the name so that the choice does not depend on the order
+    the files are listed in, nor on the machine."""
     if len(names) < 2:
         return set()
     count = min(len(names) - 1, max(1, int(round(fraction * len(names)))))

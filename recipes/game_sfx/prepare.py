@@ -282,8 +282,8 @@ def main() -> None:
             fail(f"{folder} ({source}) is not a folder of audio files")
     by_label, dropped = list_sources(folders)
 
-    settings = {"augment": args.augment, "seed": args.seed, "sonic_pi": not args.no_sonic_pi,
-                "files": sorted(name for files in by_label.values() for name, _ in files), "version": 1}
+    settings = {"augment": args.augment, "seed": args.seed, "sonic_pi": not args.no_sonic_pi, "version": 2,
+                "files": sorted(name for files in by_label.values() for name, _ in files)}
     writer = DatasetWriter(args.out, "game_sfx", settings, SAMPLE_RATE)
     if writer.up_to_date() and not args.force:
         print(f"{args.out} is up to date (same sources and settings); --force rebuilds it")
