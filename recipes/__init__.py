@@ -1,0 +1,1 @@
+"""End-to-end recipes: prepare scripts, their shared dataset writer and experiment notes."""

@@ -1,0 +1,1 @@
+"""Kenney and Sonic Pi game sounds as a folder dataset."""

@@ -1,0 +1,1 @@
+"""Generated melodies rendered with a SoundFont as a folder dataset."""

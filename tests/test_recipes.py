@@ -1,0 +1,199 @@
+"""The recipes' data preparation: captions, the game_sfx label mapping, the jingle generator and the
+dataset writer. No network; the SoundFont render runs only where a SoundFont file is found."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiodiff.data.captions import CaptionBank, CaptionError, tidy
+from recipes import folder_dataset
+from recipes.folder_dataset import DatasetWriter, heldout_names
+from recipes.game_sfx import prepare as game_sfx
+from recipes.jingles import prepare as jingles
+
+
+def test_captions_vary_and_never_use_a_held_out_phrasing():
+    rng = np.random.default_rng(0)
+    for label in game_sfx.BANK.labels:
+        drawn = {game_sfx.BANK.caption(label, rng) for _ in range(300)}
+        assert len(drawn) >= 30, (label, sorted(drawn))
+        held = {p.lower() for p in game_sfx.BANK.held_out[label]}
+        assert len(held) >= 3
+        assert not held & {c.lower() for c in game_sfx.BANK.all_captions(label)}
+        assert drawn <= game_sfx.BANK.all_captions(label)
+
+
+def test_caption_bank_refuses_a_held_out_phrasing_it_can_produce():
+    with pytest.raises(CaptionError, match="held-out"):
+        CaptionBank(descriptions={"coin": ("coin pickup",)}, templates=("a {d}",), adjectives=(),
+                    held_out={"coin": ("A coin pickup",)})
+    with pytest.raises(CaptionError, match="placeholder"):
+        CaptionBank(descriptions={"coin": ("coin",)}, templates=("just words",), adjectives=())
+
+
+def test_articles_follow_the_next_word():
+    assert tidy("a  eerie  tune") == "an eerie tune"
+    assert tidy("A 8-bit coin") == "An 8-bit coin"
+    assert tidy("a UI blip and a coin") == "a UI blip and a coin"
+
+
+@pytest.mark.parametrize(("source", "stem", "label"), [
+    ("kenney", "coin3", "coin"), ("kenney", "gameover2", "game_over"), ("kenney", "lose5", "game_over"),
+    ("kenney", "phaseJump1", "jump"), ("kenney", "rockHit2", "hit"), ("kenney", "secret4", "upgrade"),
+    ("kenney", "laser1", "laser"), ("sonic_pi", "bd_haus", "kick"), ("sonic_pi", "drum_heavy_kick", "kick"),
+    ("sonic_pi", "elec_hi_snare", "snare"), ("sonic_pi", "drum_cymbal_open", "cymbal"),
+    ("sonic_pi", "elec_blip2", "blip"), ("sonic_pi", "ambi_swoosh", "whoosh"),
+    ("sonic_pi", "misc_cineboom", "explosion"), ("sonic_pi", "perc_impact1", "hit"),
+    ("sonic_pi", "tabla_na_o", "tabla"),
+])
+def test_game_sfx_labels_from_file_names(source, stem, label):
+    assert game_sfx.label_for(source, stem) == (label, "")
+
+
+@pytest.mark.parametrize(("source", "stem", "reason"), [
+    ("kenney", "spaceship1", "no label rule"), ("sonic_pi", "loop_amen", "loop"), ("sonic_pi", "ambi_drone", "drone"),
+    ("sonic_pi", "bass_hit_c", "bass"), ("sonic_pi", "glitch_bass_g", "bass"), ("sonic_pi", "misc_crow", "one-off"),
+])
+def test_game_sfx_drops_files_with_a_reason(source, stem, reason):
+    label, why = game_sfx.label_for(source, stem)
+    assert label is None and reason in why
+
+
+def test_game_sfx_sources_drop_duplicates_and_thin_labels(tmp_path):
+    kenney, sonic = tmp_path / "kenney", tmp_path / "sonic"
+    kenney.mkdir(), sonic.mkdir()
+    for name in ("coin1.wav", "coin2.wav", "coin3.wav", "coin1.ogg", "laser1.wav", "laser2.wav", "readme.txt"):
+        (kenney / name).touch()
+    (sonic / "loop_amen.flac").touch()
+    by_label, dropped = game_sfx.list_sources({"kenney": kenney, "sonic_pi": sonic})
+    assert list(by_label) == ["coin"]
+    assert [p.name for _, p in by_label["coin"]] == ["coin1.wav", "coin2.wav", "coin3.wav"]
+    reasons = dict(dropped)
+    assert "another format" in reasons["kenney:coin1.ogg"]
+    assert "only 2 files" in reasons["kenney:laser1.wav"] and "only 2 files" in reasons["kenney:laser2.wav"]
+    assert "loop" in reasons["sonic_pi:loop_amen.flac"]
+
+
+def test_heldout_choice_ignores_order_and_leaves_files_to_train_on():
+    names = [f"kenney:coin{i}" for i in range(1, 11)]
+    held = heldout_names(names, 0.2)
+    assert len(held) == 2 and held <= set(names)
+    assert heldout_names(list(reversed(names)), 0.2) == held
+    assert len(heldout_names(names[:2], 0.9)) == 1
+    assert heldout_names(names[:1], 0.5) == set()
+
+
+def test_jingle_composition_is_deterministic_and_follows_its_contour():
+    first = jingles.compose(np.random.default_rng([0, 7]))
+    assert jingles.compose(np.random.default_rng([0, 7])) == first
+    assert any(jingles.compose(np.random.default_rng([0, i])) != first for i in range(8, 12))
+    for seed in range(40):
+        for contour in jingles.CONTOURS:
+            jingle = jingles.compose(np.random.default_rng(seed), seconds=2.5, contour=contour)
+            pitches = np.array([n.pitch for n in jingle.notes])
+            steps = np.diff(pitches)
+            if contour == "rising":
+                assert (steps > 0).all(), pitches
+            elif contour == "falling":
+                assert (steps < 0).all(), pitches
+            elif contour == "arch":
+                top = int(np.argmax(pitches))
+                assert (steps[:top] > 0).all() and (steps[top:] < 0).all(), pitches
+            else:
+                assert (np.sign(steps[1:]) == -np.sign(steps[:-1])).all(), pitches
+            end = max(n.start + n.duration for n in jingle.notes)
+            assert end == pytest.approx(2.5 - jingles.RELEASE_SECONDS, abs=1e-3)
+            assert len(jingle.notes) >= 3
+            inst = jingles.INSTRUMENTS[jingle.instrument]
+            assert inst.low <= pitches.min() and pitches.max() <= inst.high, (jingle.instrument, pitches)
+
+
+def test_jingle_composition_rejects_unknown_choices():
+    with pytest.raises(ValueError, match="unknown contour 'wobbly'"):
+        jingles.compose(np.random.default_rng(0), contour="wobbly")
+    with pytest.raises(ValueError, match="seconds must be within"):
+        jingles.compose(np.random.default_rng(0), seconds=9.0)
+
+
+def test_jingle_captions_describe_the_jingle_and_avoid_held_out_phrasings():
+    rng = np.random.default_rng(1)
+    held = {p for phrasings in jingles.HELD_OUT_PROMPTS.values() for p in phrasings}
+    assert set(jingles.HELD_OUT_PROMPTS) == set(jingles.FAMILIES)
+    for phrasing in held:  # captions always name one of NOUNS; held-out phrasings never do
+        assert not set(phrasing.split()) & set(jingles.NOUNS), phrasing
+    captions = set()
+    for i in range(400):
+        jingle = jingles.compose(np.random.default_rng([3, i]))
+        text = jingles.caption(jingle, rng)
+        captions.add(text)
+        words = set(text.replace(",", " ").replace(":", " ").split())
+        assert words & set(jingles.NOUNS), text
+        assert any(w in text for w in jingles.INSTRUMENTS[jingle.instrument].words), text
+    assert len(captions) > 300
+    assert not captions & held
+
+
+def _soundfont() -> Path | None:
+    candidates = [Path(os.environ["AUDIODIFF_SOUNDFONT"])] if os.environ.get("AUDIODIFF_SOUNDFONT") else []
+    return next((p for p in [*candidates, *jingles.SOUNDFONTS] if p.is_file()), None)
+
+
+def test_jingle_render_has_the_asked_length():
+    pytest.importorskip("tinysoundfont", reason="tinysoundfont is not installed (pip install --no-deps tinysoundfont)")
+    soundfont = _soundfont()
+    if soundfont is None:
+        pytest.skip("no SoundFont file (apt fluid-soundfont-gm, or set AUDIODIFF_SOUNDFONT=PATH)")
+    renderer = jingles.SoundFontRenderer(soundfont)
+    for seconds, instrument in ((1.0, "marimba"), (2.75, "trumpet"), (4.0, "strings")):
+        jingle = jingles.compose(np.random.default_rng(5), seconds=seconds, instrument=instrument)
+        audio = renderer.render(jingle)
+        assert audio.shape == (1, round(seconds * jingles.SAMPLE_RATE))
+        assert np.abs(audio).max() > 1e-3 and np.isfinite(audio).all()
+        assert audio[0, -1] == 0.0  # what still rang at the end was faded out
+        again = renderer.render(jingle)
+        np.testing.assert_allclose(again, audio, atol=1e-5)
+
+
+def test_missing_soundfont_says_how_to_get_one(tmp_path):
+    with pytest.raises(folder_dataset.MissingSource, match="does not exist"):
+        jingles.find_soundfont(tmp_path / "none.sf2")
+
+
+def _write_dataset(out: Path, settings: dict, label: str = "beep") -> DatasetWriter:
+    writer = DatasetWriter(out, "test", settings, 8000)
+    writer.begin()
+    tone = np.sin(np.linspace(0, 200, 4000, dtype=np.float32))[None] * 0.5
+    writer.add("train", "a", tone, label, f"a {label}", "a")
+    writer.add("heldout", "b", tone, label, f"the {label}", "b")
+    writer.commit({label: ("a held-out phrasing",)})
+    return writer
+
+
+def test_dataset_writer_publishes_a_complete_folder_and_rebuilds_on_new_settings(tmp_path):
+    out = tmp_path / "data"
+    writer = _write_dataset(out, {"n": 1})
+    assert writer.up_to_date()
+    with (out / "metadata.csv").open() as f:
+        assert list(csv.DictReader(f)) == [{"path": "train/a.wav", "label": "beep", "caption": "a beep"}]
+    with (out / "heldout" / "metadata.csv").open() as f:
+        assert [r["path"] for r in csv.DictReader(f)] == ["b.wav"]
+    stamp = json.loads((out / "prepare.json").read_text())
+    assert stamp["statistics"]["train"]["beep"] == {"clips": 1, "sources": 1, "seconds": 0.5}
+    assert not DatasetWriter(out, "test", {"n": 2}, 8000).up_to_date()
+    _write_dataset(out, {"n": 2}, label="boop")
+    with (out / "metadata.csv").open() as f:
+        assert [r["label"] for r in csv.DictReader(f)] == ["boop"]
+    assert not list(tmp_path.glob(".data.*")), "temporary folders left behind"
+
+
+def test_dataset_writer_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(SystemExit):
+        DatasetWriter(tmp_path, "test", {}, 8000).begin()
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
