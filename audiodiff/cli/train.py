@@ -6,6 +6,7 @@ Runs live in ``runs/<name>/`` (``name`` defaults to the experiment's). Running t
 again resumes from ``runs/<name>/checkpoints/last.ckpt``; ``resume=false`` refuses to touch a run
 folder that already holds checkpoints. At the end the EMA model is exported to ``runs/<name>/model/``
 (``config.yaml`` + ``model.safetensors``), ready for ``audiodiff-render`` and ``from_pretrained``.
+A vocoder experiment (``experiment=vocoder_22k``) trains and exports the neural vocoder the same way.
 """
 
 from __future__ import annotations
@@ -21,16 +22,23 @@ log = logging.getLogger("audiodiff.train")
 
 
 def train(cfg: DictConfig, run_dir: Path) -> Path:
-    """Train as configured, in ``run_dir``; returns the exported model directory."""
+    """Train as configured, in ``run_dir``; returns the exported model directory.
+
+    ``task._target_`` names the LightningModule (the diffusion model's or the vocoder's); it builds
+    itself from the config (``from_run_config``), adds its callbacks (``run_callbacks``) and writes
+    the exported folder (``export``).
+    """
     import lightning as L
     import torch
-    from hydra.utils import instantiate
+    from hydra.utils import get_class, instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from audiodiff.model import check_targets
     from audiodiff.pipeline import SamplerSettings
-    from audiodiff.training import AudioSampleLogger, DiffusionTask
 
-    sampler = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
+    SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
+    check_targets({"_target_": cfg.task._target_}, "task")
+    task_class = get_class(cfg.task._target_)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if last.exists() and not cfg.resume:
@@ -41,19 +49,13 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    model_cfg["conditioner"]["labels"] = datamodule.labels
-    task = DiffusionTask(model=model_cfg, **OmegaConf.to_container(cfg.task, resolve=True))
-    n_params = sum(p.numel() for p in task.model.net.parameters())
-    log.info("U-Net: %.2fM parameters; labels: %s", n_params / 1e6, ", ".join(datamodule.labels))
-
+    task = task_class.from_run_config(cfg, datamodule)
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="last-step", save_last=True, save_top_k=0,
                         every_n_train_steps=cfg.checkpoint.every_n_steps),
         ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}", monitor="val/loss", mode="min",
                         save_top_k=cfg.checkpoint.keep_best),
-        AudioSampleLogger(**OmegaConf.to_container(cfg.audio_log, resolve=True),
-                          sampler=sampler),
+        *task.run_callbacks(cfg),
     ]
     logger = instantiate(cfg.logger, save_dir=str(run_dir))
     trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
@@ -62,7 +64,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         log.info("resuming from %s", last)
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)
-    export = task.ema.save_pretrained(run_dir / "model")
+    export = task.export(run_dir / "model")
     log.info("finished at step %d; model exported to %s", trainer.global_step, export)
     return export
 
