@@ -42,11 +42,21 @@ def round_trip_distance(vocoder: torch.nn.Module, waves: torch.Tensor) -> float:
         return float(LogMelDistance(settings)(out, waves))
 
 
+def fit(task: VocoderTask, data: AudioDataModule, steps: int) -> L.Trainer:
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small gains nothing from a second thread on a busy machine
+    try:
+        trainer.fit(task, datamodule=data)
+    finally:
+        torch.set_num_threads(threads)
+    return trainer
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny vocoder trained for 150 steps on synthetic sounds, with its loss before and after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a model this small gains nothing from a second thread on a busy machine
     torch.manual_seed(0)
     task = VocoderTask(vocoder=TINY, lr=3e-3, warmup_steps=10, gain_db=(0.0, 0.0))
     data = AudioDataModule(AudioMixture([SyntheticSounds(num_items=64, seconds=0.5, sample_rate=RATE, seed=0)]),
@@ -54,10 +64,7 @@ def trained(tmp_path_factory):
                            batch_size=8)
     probe = synthetic_waves(8, seed=9)
     before = round_trip_distance(task.vocoder, probe)
-    trainer = L.Trainer(max_steps=150, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(task, datamodule=data)
-    torch.set_num_threads(threads)
+    trainer = fit(task, data, 150)
     ckpt = tmp_path_factory.mktemp("vocoder") / "last.ckpt"
     trainer.save_checkpoint(ckpt)
     return {"task": task, "before": before, "after": round_trip_distance(task.vocoder, probe), "ckpt": ckpt}
@@ -112,14 +119,12 @@ def test_trained_round_trip_beats_an_untrained_one(trained):
 
 def test_adversarial_training_joins_after_the_warm_up():
     torch.manual_seed(0)
-    task = VocoderTask(vocoder=TINY, adversarial=True, adversarial_start=3)
+    task = VocoderTask(vocoder=TINY, adversarial=True, adversarial_start=2)
     critic_before = [p.detach().clone() for p in task.period_discriminator.parameters()]
     data = AudioDataModule(AudioMixture([SyntheticSounds(num_items=16, seconds=0.5, sample_rate=RATE)]),
                            batch_size=4)
-    trainer = L.Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(task, datamodule=data)
-    assert trainer.global_step == 6  # the critic's updates do not count as training steps
+    trainer = fit(task, data, 4)
+    assert trainer.global_step == 4  # the critic's updates do not count as training steps
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, task.period_discriminator.parameters(),
                                                      strict=True))
     assert torch.isfinite(trainer.callback_metrics["train/adversarial"])
