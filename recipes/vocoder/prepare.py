@@ -2,10 +2,11 @@
 
     python recipes/vocoder/prepare.py --out data/vocoder_22k
 
-Sources (both CC0, see /work/shared/data-sources.md):
-  * Kenney's game sounds inside the ``arcade==3.3.3`` wheel (``pip download --no-deps``), 59 files;
+Sources (both CC0):
+  * Kenney's game sounds inside the ``arcade==3.3.3`` wheel (``pip download --no-deps``), 55 distinct
+    sounds (three ship as both .wav and .ogg and are taken once);
   * the Sonic Pi samples of the Debian package ``sonic-pi-samples`` (``apt-get download`` + ``dpkg -x``,
-    so no root install is needed), 166 FLACs.
+    so no root install is needed), 165 FLACs.
 
 Every file is mixed to mono, resampled to 22050 Hz and written as a 16-bit WAV under ``OUT/train/`` or
 ``OUT/heldout/``. The split is by file and deterministic: every ``--heldout-every``-th file of each source
