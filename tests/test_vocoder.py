@@ -14,7 +14,14 @@ from audiodiff.data.datamodule import AudioDataModule
 from audiodiff.model import AudioDiffusionModel
 from audiodiff.pipeline import AudioDiffusion
 from audiodiff.representations import MelSpectrogram
-from audiodiff.vocoders import GriffinLim, MelSettingsMismatch, VocoderLoadError, VocosVocoder, load_vocoder
+from audiodiff.vocoders import (
+    GriffinLim,
+    MelSettings,
+    MelSettingsMismatch,
+    VocoderLoadError,
+    VocosVocoder,
+    load_vocoder,
+)
 from audiodiff.vocoders.losses import LogMelDistance, MultiResolutionSTFTDistance
 from audiodiff.vocoders.training import VocoderTask
 
@@ -22,7 +29,8 @@ from .conftest import cli
 
 RATE = 8000
 TINY = {"_target_": "audiodiff.vocoders.VocosVocoder", "sample_rate": RATE, "n_fft": 256, "hop_length": 64,
-        "n_mels": 32, "f_min": 0.0, "f_max": None, "dim": 32, "hidden_dim": 64, "num_layers": 2}
+        "n_mels": 32, "f_min": 0.0, "f_max": None, "dim": 32, "hidden_dim": 64, "num_layers": 2,
+        "phase_prior": True}
 
 
 def tiny_vocoder(**overrides) -> VocosVocoder:
@@ -98,8 +106,9 @@ def test_mismatched_mel_settings_are_refused_naming_both():
     assert isinstance(rep.vocoder, GriffinLim)
 
 
-def test_chunked_decoding_equals_decoding_in_one_go():
-    vocoder = tiny_vocoder().eval()
+@pytest.mark.parametrize("phase_prior", [True, False])
+def test_chunked_decoding_equals_decoding_in_one_go(phase_prior):
+    vocoder = tiny_vocoder(phase_prior=phase_prior).eval()
     mel = torch.rand(1, TINY["n_mels"], 301) * 10
     with torch.no_grad():
         whole = vocoder(mel)
@@ -192,6 +201,24 @@ def test_from_pretrained_swaps_the_vocoder(trained, tmp_path):
         AudioDiffusion.from_pretrained(tmp_path / "model", device="cpu", vocoder=other)
 
 
+def test_phase_prior_keeps_a_steady_tone_steady():
+    # An untrained backbone gives every frame of a steady input the same output; with the phase prior
+    # that is a steady tone at the bin's frequency, without it the overlap-add cancels the tone.
+    settings = tiny_vocoder().settings
+    tone = torch.sin(2 * torch.pi * 5 * settings.sample_rate / settings.n_fft * torch.arange(8000) / RATE)[None]
+    mel = settings.transform()(tone)
+    levels = {}
+    for prior in (True, False):
+        vocoder = tiny_vocoder(phase_prior=prior).eval()
+        with torch.no_grad():
+            vocoder.head.weight.zero_()  # phase = the prior alone; magnitude = the mel inverse
+            vocoder.head.bias.zero_()
+            levels[prior] = float(vocoder(mel, 8000)[0, 0, 2000:6000].pow(2).mean().sqrt())
+    reference = float(tone[0, 2000:6000].pow(2).mean().sqrt())
+    assert levels[True] > 0.5 * reference
+    assert levels[False] < 0.2 * reference
+
+
 def test_distances_are_zero_for_identical_audio_and_grow_with_noise():
     settings = tiny_vocoder().settings
     wave = synthetic_waves(2, seed=3)
@@ -217,3 +244,22 @@ def test_train_cli_trains_and_exports_a_vocoder(tmp_path):
     run = tmp_path / "runs" / "vocoder_22k"
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert load_vocoder(run / "model").settings.sample_rate == RATE
+
+
+def test_shipped_vocoder_serves_the_22k_mel_settings():
+    vocoder = load_vocoder("vocos-22k")
+    assert vocoder.settings == MelSettings(22050, 1024, 256, 80, 0.0, 11025.0)
+    clips = torch.stack([SyntheticSounds(num_items=4, seconds=0.5, sample_rate=22050, seed=7)[i]["audio"]
+                         for i in range(4)])
+    untrained = VocosVocoder(**{k: v for k, v in vocoder.config.items() if k != "_target_"})
+    assert round_trip_distance(vocoder, clips) < 0.5 * round_trip_distance(untrained, clips)
+
+
+def test_mixture_repeats_each_dataset_and_drops_labels():
+    folder_like = SyntheticSounds(num_items=3, seconds=0.5, sample_rate=RATE, seed=1)
+    mixture = AudioMixture([folder_like, SyntheticSounds(num_items=5, seconds=0.5, sample_rate=RATE)], repeats=[2, 1])
+    assert len(mixture) == 11 and mixture.labels == ["audio"]
+    assert torch.equal(mixture[3]["audio"], folder_like[0]["audio"])
+    assert {mixture[i]["label"] for i in range(len(mixture))} == {0}
+    with pytest.raises(ValueError, match="repeats"):
+        AudioMixture([folder_like], repeats=[0])

@@ -5,6 +5,13 @@ The magnitude is predicted as a correction (in log) to the least-squares inverse
 filterbank (as in FreeV, Lv et al., 2024): the network starts from the magnitude Griffin-Lim starts
 from and spends its capacity on phase and detail, which makes a short CPU training go much further.
 
+A convolution stack cannot tell one frame of a steady tone from the next, so on its own it gives every
+frame of a steady input the same phase, and a steady tone then cancels itself in the overlap-add
+unless its frequency is a multiple of sample_rate / hop. With ``phase_prior`` the phase is predicted
+relative to the advance of each bin's centre frequency over the frame's start time, and the backbone
+sees where the frame sits in the period of that advance, so steady tones come out steady (to the
+nearest bin) and transients can still be placed.
+
 Every layer works at the frame rate (no upsampling convolutions), so decoding costs a few small
 matrix products per frame plus one inverse STFT. The vocoder is saved as a folder holding
 ``config.yaml`` (its constructor arguments, mel settings included) and ``model.safetensors``, like
@@ -13,6 +20,7 @@ the diffusion model.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -65,7 +73,8 @@ class VocosVocoder(nn.Module):
 
     def __init__(self, sample_rate: int = 22050, n_fft: int = 1024, hop_length: int = 256, n_mels: int = 80,
                  f_min: float = 0.0, f_max: float | None = None, dim: int = 192, hidden_dim: int = 576,
-                 num_layers: int = 8, kernel_size: int = 7, chunk_frames: int = 0) -> None:
+                 num_layers: int = 8, kernel_size: int = 7, phase_prior: bool = False,
+                 chunk_frames: int = 0) -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
@@ -74,12 +83,16 @@ class VocosVocoder(nn.Module):
         f_max = float(f_max) if f_max is not None else sample_rate / 2
         self.settings = MelSettings(int(sample_rate), int(n_fft), int(hop_length), int(n_mels), float(f_min), f_max)
         self.architecture = {"dim": dim, "hidden_dim": hidden_dim, "num_layers": num_layers,
-                             "kernel_size": kernel_size}
+                             "kernel_size": kernel_size, "phase_prior": phase_prior}
+        # Bin k's centre frequency advances 2π·k·hop/n_fft per frame: periodic in the frame index with
+        # this period; the backbone gets its position in that period as sine/cosine features.
+        self.phase_period = n_fft // math.gcd(n_fft, hop_length)
+        self.position_harmonics = min(self.phase_period // 2, 4) if phase_prior else 0
         self.chunk_frames = chunk_frames
         # Frames on each side that influence one output frame: the embedding conv and every block's
         # depthwise conv each see kernel_size // 2 neighbours.
         self.context_frames = (num_layers + 1) * (kernel_size // 2)
-        self.embed = nn.Conv1d(n_mels, dim, kernel_size, padding=kernel_size // 2)
+        self.embed = nn.Conv1d(n_mels + 2 * self.position_harmonics, dim, kernel_size, padding=kernel_size // 2)
         self.embed_norm = nn.LayerNorm(dim, eps=1e-6)
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, hidden_dim, kernel_size, 1.0 / num_layers)
                                     for _ in range(num_layers))
@@ -108,9 +121,20 @@ class VocosVocoder(nn.Module):
                 f"uses {settings.as_dict()} (differing, vocoder vs representation: {differ}); train a vocoder "
                 f"with these settings or use vocoder=griffin_lim")
 
-    def features(self, mel_power: torch.Tensor) -> torch.Tensor:
-        """batch × n_mels × frames mel power → batch × (n_fft + 2) × frames head output."""
+    def _frame_positions(self, start: int, frames: int, device: torch.device) -> torch.Tensor:
+        """(2 · position_harmonics) × frames sine/cosine of each frame's place in the phase period."""
+        t = torch.arange(start, start + frames, device=device) % self.phase_period
+        m = torch.arange(1, self.position_harmonics + 1, device=device)
+        angle = 2 * math.pi * m[:, None] * t[None, :] / self.phase_period
+        return torch.cat([angle.cos(), angle.sin()])
+
+    def features(self, mel_power: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """batch × n_mels × frames mel power (its first frame being frame ``start`` of the clip)
+        → batch × (n_fft + 2) × frames head output."""
         x = torch.log10(mel_power.float().clamp(min=MEL_FLOOR))
+        if self.position_harmonics:
+            positions = self._frame_positions(start, x.shape[-1], x.device)
+            x = torch.cat([x, positions.expand(x.shape[0], -1, -1)], dim=1)
         x = self.embed_norm(self.embed(x).transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
@@ -121,7 +145,7 @@ class VocosVocoder(nn.Module):
         parts = []
         for start in range(0, frames, chunk):
             lo, hi = max(0, start - ctx), min(frames, start + chunk + ctx)
-            out = self.features(mel_power[..., lo:hi])
+            out = self.features(mel_power[..., lo:hi], lo)
             parts.append(out[..., start - lo:start - lo + min(chunk, frames - start)])
         return torch.cat(parts, dim=-1)
 
@@ -135,6 +159,11 @@ class VocosVocoder(nn.Module):
         log_mag, phase = out.chunk(2, dim=1)
         power = torch.einsum("fm,bmt->bft", self.mel_inverse, mel_power.float()).clamp(min=MEL_FLOOR)
         magnitude = (log_mag + 0.5 * power.log()).exp().clamp(max=MAX_MAGNITUDE)
+        if self.position_harmonics:
+            s = self.settings
+            bins = torch.arange(s.n_fft // 2 + 1, device=phase.device)[:, None]
+            t = torch.arange(phase.shape[-1], device=phase.device)[None, :]
+            phase = phase + (2 * math.pi / s.n_fft) * ((bins * s.hop_length * t) % s.n_fft)
         return torch.polar(magnitude, phase)
 
     def forward(self, mel_power: torch.Tensor, num_samples: int | None = None) -> torch.Tensor:
