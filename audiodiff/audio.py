@@ -13,6 +13,9 @@ import torch
 import torchaudio.functional as AF
 
 WAV_SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
+# The RIFF INFO fields libsndfile writes into a WAV (its names for INAM, IART, ICMT, ISFT, ICRD, ICOP, IGNR, IPRD).
+INFO_FIELDS = ("title", "artist", "comment", "software", "date", "copyright", "genre", "album")
+MAX_INFO_BYTES = 2000  # libsndfile silently drops a string of about 2 KB or more
 
 
 class AudioFileError(ValueError):
@@ -58,15 +61,25 @@ def save_audio(
     audio: np.ndarray | torch.Tensor,
     sample_rate: int,
     subtype: str = "pcm16",
+    info: dict[str, str] | None = None,
 ) -> Path:
     """Write a channels × frames (or frames) array as a WAV file, atomically.
 
     The samples go to a temporary file in the same folder that is renamed over ``path`` only once
     complete, so an interrupted write never leaves a truncated WAV. ``subtype`` is ``pcm16``,
-    ``pcm24`` or ``float``; PCM output is clipped to [-1, 1].
+    ``pcm24`` or ``float``; PCM output is clipped to [-1, 1]. ``info`` holds RIFF INFO strings
+    (keys from :data:`INFO_FIELDS`, each under 2000 UTF-8 bytes); they are read back before the
+    rename, so a file is never published without them.
     """
     if subtype not in WAV_SUBTYPES:
         raise ValueError(f"unknown WAV subtype {subtype!r}; valid: {', '.join(WAV_SUBTYPES)}")
+    info = {k: v for k, v in (info or {}).items() if v}
+    for key, value in info.items():
+        if key not in INFO_FIELDS:
+            raise ValueError(f"unknown WAV INFO field {key!r}; valid: {', '.join(INFO_FIELDS)}")
+        if len(value.encode("utf-8")) >= MAX_INFO_BYTES:
+            raise ValueError(f"WAV INFO field {key!r} is {len(value.encode('utf-8'))} bytes; the limit is "
+                             f"{MAX_INFO_BYTES - 1}")
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().cpu().float().numpy()
     audio = np.asarray(audio, dtype=np.float32)
@@ -83,13 +96,36 @@ def save_audio(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.wav", dir=path.parent)
     os.close(fd)
     try:
-        sf.write(tmp, audio.T, sample_rate, subtype=WAV_SUBTYPES[subtype], format="WAV")
+        with sf.SoundFile(tmp, "w", sample_rate, audio.shape[0], WAV_SUBTYPES[subtype], format="WAV") as f:
+            for key, value in info.items():
+                setattr(f, key, value)
+            f.write(audio.T)
+        if info:
+            _check_info(tmp, path, info)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _check_info(tmp: str, path: Path, info: dict[str, str]) -> None:
+    with sf.SoundFile(tmp) as f:
+        stored = f.copy_metadata()
+    # libsndfile appends its own name to the software field
+    lost = [k for k, v in info.items() if not stored.get(k, "").startswith(v)]
+    if lost:
+        raise OSError(f"{path}: libsndfile did not store the WAV INFO fields {', '.join(lost)}")
+
+
+def read_info(path: str | os.PathLike) -> dict[str, str]:
+    """The RIFF INFO strings of a WAV file (libsndfile's names: title, comment, software, ...)."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            return f.copy_metadata()
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise AudioFileError(f"{path}: cannot read audio ({err})") from None
 
 
 def _umask() -> int:

@@ -8,13 +8,18 @@ reference clips. It is how tests and recipes measure whether generated audio fol
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
 from scipy.ndimage import median_filter
 
 from audiodiff.data.synthetic import CLASSES, synthesize
+
+if TYPE_CHECKING:
+    from audiodiff.model import AudioDiffusionModel
+    from audiodiff.pipeline import SamplerSettings
 
 FEATURE_NAMES = (
     "log2_centroid_hz",
@@ -94,3 +99,47 @@ class SyntheticClassCheck:
         """Fraction of clips assigned to their intended class."""
         predicted = self.predict(clips)
         return float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+
+
+def sounding_end(audio: np.ndarray, sample_rate: int, floor_db: float = 40.0, frame_seconds: float = 0.01) -> float:
+    """Time in seconds at which the clip's sound ends: the end of the last 10 ms frame whose energy
+    is within ``floor_db`` dB of the loudest frame (0 for a silent clip)."""
+    audio = np.asarray(audio, dtype=np.float64).reshape(-1)
+    hop = max(1, int(frame_seconds * sample_rate))
+    frames = len(audio) // hop
+    if frames == 0:
+        return 0.0
+    energy = (audio[: frames * hop].reshape(frames, hop) ** 2).mean(axis=1)
+    if energy.max() <= 0:
+        return 0.0
+    loud = np.flatnonzero(10 * np.log10(energy / energy.max() + 1e-30) > -floor_db)
+    return float((loud[-1] + 1) * hop / sample_rate)
+
+
+def render_prompts(model: AudioDiffusionModel, prompts: Sequence[str], seeds: Sequence[int], seconds: float,
+                   settings: SamplerSettings, batch_size: int = 32) -> np.ndarray:
+    """Clips (N × channels × samples) of a text-conditioned model, one per (prompt, seed)."""
+    clips = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = slice(start, start + batch_size)
+        waves = model.sample(None, list(seeds[chunk]), seconds, prompts=list(prompts[chunk]), sampler=settings.name,
+                             steps=settings.steps, schedule=settings.schedule, guidance=settings.guidance,
+                             guidance_rescale=settings.guidance_rescale, sampler_options=settings.options,
+                             sigma_range=(settings.sigma_min, settings.sigma_max, settings.rho), progress=False)
+        clips.extend(waves.float().cpu().numpy())
+    return np.stack(clips)
+
+
+def prompt_accuracy(model: AudioDiffusionModel, check: SyntheticClassCheck, prompts: Mapping[str, Sequence[str]],
+                    seeds_per_prompt: int, settings: SamplerSettings) -> tuple[float, dict[str, float]]:
+    """How often clips rendered from each class's prompts (``seeds_per_prompt`` seeds each, at the
+    model's default length) are assigned to that class: overall and per class."""
+    texts, intended = [], []
+    for label, phrasings in prompts.items():
+        for prompt in phrasings:
+            texts += [prompt] * seeds_per_prompt
+            intended += [label] * seeds_per_prompt
+    clips = render_prompts(model, texts, list(range(len(texts))), model.seconds, settings)
+    hits = np.array([p == t for p, t in zip(check.predict(list(clips)), intended, strict=True)])
+    per_class = {label: float(hits[[t == label for t in intended]].mean()) for label in prompts}
+    return float(hits.mean()), per_class

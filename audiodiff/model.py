@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from audiodiff.conditioning import ClassLabelConditioner
+from audiodiff.conditioning import Conditioner, Conditioning
 from audiodiff.diffusion import Denoiser, DiffusionObjective, SeededNoise, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
-from audiodiff.model_files import ModelLoadError, read_checkpoint, read_model_folder, write_model_folder
+from audiodiff.model_files import ModelLoadError, load_checkpoint_file, read_model_folder, write_model_folder
 from audiodiff.representations import Representation
 
 MAX_SECONDS = 60.0
@@ -43,19 +43,21 @@ def check_targets(config: Any, source: str = "config") -> None:
 
 
 class AudioDiffusionModel(nn.Module):
-    """A label-conditioned audio diffusion model.
+    """An audio diffusion model conditioned on labels, text and/or duration (see :class:`Conditioner`).
 
-    ``net`` is a constructor (a partial) called with ``in_channels`` and ``cond_dim``, so the U-Net
-    always matches the representation and conditioner it serves. ``seconds`` is the clip length
-    the model was trained on (the default length of generated clips).
+    ``net`` is a constructor (a partial) called with ``in_channels``, ``cond_dim`` and
+    ``context_dim``, so the U-Net always matches the representation and conditioner it serves.
+    ``seconds`` is the default length of generated clips (the training length of a model without
+    duration conditioning).
     """
 
     def __init__(self, representation: Representation, net: Callable[..., nn.Module],
-                 conditioner: ClassLabelConditioner, objective: DiffusionObjective, seconds: float = 1.0) -> None:
+                 conditioner: Conditioner, objective: DiffusionObjective, seconds: float = 1.0) -> None:
         super().__init__()
         self.representation = representation
         self.conditioner = conditioner
-        self.net = net(in_channels=representation.channels, cond_dim=conditioner.dim)
+        self.net = net(in_channels=representation.channels, cond_dim=conditioner.dim,
+                       context_dim=conditioner.context_dim)
         self.objective = objective
         self.seconds = float(seconds)
         self.config: dict | None = None
@@ -77,9 +79,13 @@ class AudioDiffusionModel(nn.Module):
         try:
             model = instantiate(config, _convert_="all")
         except Exception as err:
-            raise ModelLoadError(f"{source}: cannot build the model from its config ({err})") from None
+            cause = err.__cause__ if err.__cause__ is not None else err
+            raise ModelLoadError(f"{source}: cannot build the model from its config ({cause})") from None
         if not isinstance(model, cls):
             raise ModelLoadError(f"{source}: the config builds {type(model).__name__}, not {cls.__name__}")
+        if model.conditioner.text is not None:
+            # Recorded on first build so that the saved model refuses another encoder later.
+            config["conditioner"]["text"]["identity"] = model.conditioner.text.encoder.identity
         model.config = config
         vocoder = getattr(model.representation, "vocoder", None)
         if getattr(vocoder, "config", None) is not None:
@@ -128,40 +134,84 @@ class AudioDiffusionModel(nn.Module):
     def num_samples(self, seconds: float) -> int:
         return int(math.ceil(seconds * self.sample_rate - 1e-9))
 
-    def loss(self, wave: torch.Tensor, label_ids: torch.Tensor) -> torch.Tensor:
-        """Diffusion loss of a batch (batch × channels × samples audio, batch label indices)."""
+    @property
+    def has_text(self) -> bool:
+        return self.conditioner.text is not None
+
+    def conditioning(self, label_ids: Sequence[int | None] | torch.Tensor | None,
+                     prompts: Sequence[str | None] | None, seconds: Sequence[float] | torch.Tensor | None,
+                     batch: int) -> Conditioning:
+        """The U-Net's conditioning for ``batch`` items: label indices (None: no label), prompts
+        (None: no prompt) and lengths in seconds; parts the model lacks are skipped, except that a
+        label given to a model without labels is refused."""
+        c = self.conditioner
+        if c.label is None:
+            given = [] if label_ids is None or isinstance(label_ids, torch.Tensor) else [i for i in label_ids
+                                                                                          if i is not None]
+            if given:
+                c.label_id(given[0])  # raises UnsupportedConditionError, naming the label
+            ids = None
+        elif label_ids is None:
+            ids = torch.full((batch,), c.label.null_id, dtype=torch.long)
+        elif isinstance(label_ids, torch.Tensor):
+            ids = label_ids
+        else:
+            ids = torch.tensor([c.label.null_id if i is None else i for i in label_ids], dtype=torch.long)
+        lengths = None
+        if c.duration is not None:
+            lengths = seconds if isinstance(seconds, torch.Tensor) else torch.tensor(list(seconds), dtype=torch.float32)
+        return c(ids, prompts if c.text is not None else None, lengths)
+
+    def loss(self, wave: torch.Tensor, label_ids: torch.Tensor | None = None,
+             prompts: Sequence[str | None] | None = None, seconds: torch.Tensor | None = None) -> torch.Tensor:
+        """Diffusion loss of a batch: batch × channels × samples audio with, per item, a label
+        index (``null_id`` for none), a prompt (None for none) and the clip length in seconds."""
         with torch.no_grad():
             x0 = self.representation.encode(wave)
-        return self.objective.loss(self.net, x0, self.conditioner(label_ids))
+        return self.objective.loss(self.net, x0, self.conditioning(label_ids, prompts, seconds, len(wave)))
 
     @torch.inference_mode()
-    def sample(self, label_ids: Sequence[int], seeds: Sequence[int], seconds: float | None = None,
+    def sample(self, label_ids: Sequence[int | None] | None, seeds: Sequence[int], seconds: float | None = None,
                sampler: str = "ddim", steps: int = 50, schedule: str = "cosine", guidance: float = 1.0,
                guidance_rescale: float = 0.0, sampler_options: dict | None = None,
                sigma_range: tuple[float, float, float] = (SIGMA_MIN, SIGMA_MAX, 7.0),
-               progress: bool | None = None, decode: bool = True) -> torch.Tensor:
-        """Generate one clip per (label, seed): batch × audio channels × samples at ``sample_rate``
-        (with ``decode=False``, the model-space features before the vocoder). ``sigma_range`` is
-        (sigma_min, sigma_max, rho) of the noise-level schedule.
+               progress: bool | None = None, decode: bool = True, prompts: Sequence[str | None] | None = None,
+               negative_prompts: Sequence[str | None] | None = None) -> torch.Tensor:
+        """Generate one clip per seed, conditioned per item on a label index and/or a prompt (None
+        where not given; give ``label_ids=None`` for a prompt-only batch): batch × audio channels ×
+        samples at ``sample_rate`` (with ``decode=False``, the model-space features before the
+        vocoder). ``negative_prompts`` replace the null text in the unconditional branch of guidance.
+        ``sigma_range`` is (sigma_min, sigma_max, rho) of the noise-level schedule.
 
-        Each item depends only on its label and seed, not on the rest of the batch (up to float
+        Each item depends only on its condition and seed, not on the rest of the batch (up to float
         rounding, which Griffin-Lim's phase search can turn into a different but equally valid phase).
         Raises :class:`NonFiniteOutputError` naming the item and step if the model produces NaN/inf.
         """
         seconds = self.seconds if seconds is None else float(seconds)
         if not 0 < seconds <= MAX_SECONDS:
             raise ValueError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
-        if len(label_ids) != len(seeds):
-            raise ValueError(f"got {len(label_ids)} labels but {len(seeds)} seeds")
+        self.conditioner.check_seconds(seconds)
+        batch = len(seeds)
+        for name, values in (("labels", label_ids), ("prompts", prompts), ("negative prompts", negative_prompts)):
+            if values is not None and len(values) != batch:
+                raise ValueError(f"got {len(values)} {name} but {batch} seeds")
+        if prompts is not None:
+            prompts = [None if p is None else self.conditioner.check_prompt(p) for p in prompts]
+        if negative_prompts is not None:
+            negative_prompts = [None if p is None else self.conditioner.check_prompt(p) for p in negative_prompts]
+        missing = [i for i in range(batch) if (label_ids is None or label_ids[i] is None)
+                   and (prompts is None or prompts[i] is None)]
+        if missing and self.conditioner.parts:
+            raise ValueError(f"batch items {missing} have neither a label nor a prompt")
         sample_fn = get_sampler(sampler)
         device = next(self.parameters()).device
-        ids = torch.tensor(list(label_ids), dtype=torch.long, device=device)
-        cond = self.conditioner(ids)
-        uncond = self.conditioner.null(len(ids), device) if guidance != 1.0 else None
+        lengths = [seconds] * batch
+        cond = self.conditioning(label_ids, prompts, lengths, batch)
+        uncond = self.conditioning(None, negative_prompts, lengths, batch) if guidance != 1.0 else None
         denoiser = Denoiser(self.net, self.objective, cond, uncond, guidance, guidance_rescale)
         sigmas = make_sigmas(schedule, steps, *sigma_range).to(device)
         noise = SeededNoise(seeds, device)
-        shape = (len(ids), self.representation.channels, self.num_frames(seconds))
+        shape = (batch, self.representation.channels, self.num_frames(seconds))
         x = noise(torch.empty(shape, device=device)) * sigmas[0]
 
         def check(info: dict) -> None:
@@ -178,7 +228,7 @@ class AudioDiffusionModel(nn.Module):
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     """Model config and EMA weights from a Lightning checkpoint, loaded without unpickling code."""
-    ckpt = read_checkpoint(path)
+    ckpt = load_checkpoint_file(path)
     try:
         config = ckpt["hyper_parameters"]["model"]
         state = ckpt["state_dict"]

@@ -44,15 +44,20 @@ def read_model_folder(path: Path, error: type[ModelLoadError] = ModelLoadError) 
         raise error(f"{path}: unreadable model files ({err})") from None
 
 
-def read_checkpoint(path: Path, error: type[ModelLoadError] = ModelLoadError) -> dict:
-    """A Lightning checkpoint loaded with ``torch.load(weights_only=True)``: plain tensors and
-    containers only, so a checkpoint cannot run code when it is read."""
+def load_checkpoint_file(path: str | Path, error: type[ModelLoadError] = ModelLoadError) -> dict:
+    """A PyTorch checkpoint's contents, loaded with ``weights_only=True``: plain tensors and
+    containers only. A file whose pickle would build any other object (and so could run code) is
+    refused with ``error`` (:class:`ModelLoadError` or a subclass) before anything in it runs."""
     import pickle
+    import re
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise error(f"{path}: refused, the file holds pickled objects that are not plain tensors "
-                    f"and containers ({str(err).splitlines()[0]})") from None
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        if found:
+            raise error(f"{path}: refused, the file would build {found.group(1)} when loaded; only "
+                        "plain tensors and containers are accepted, so nothing in it was run") from None
+        raise error(f"{path}: not a readable checkpoint (not a PyTorch checkpoint file)") from None
     except Exception as err:
         raise error(f"{path}: not a readable checkpoint ({err})") from None

@@ -2,7 +2,7 @@
 
     from audiodiff import AudioDiffusion
     pipe = AudioDiffusion.from_pretrained("runs/quickstart/model")
-    pipe.generate(label="coin", seconds=1.0, seed=0).save("coin.wav")
+    pipe.generate(label="coin", seconds=1.0, seed=0, post={"loudness": -14, "fade_in": True}).save("coin.wav")
 
 Nothing on this path imports Lightning, so loading and a short render stay fast.
 """
@@ -13,6 +13,7 @@ import inspect
 import logging
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +22,16 @@ import numpy as np
 import torch
 import yaml
 
-from audiodiff.audio import peak_normalize, save_audio
+from audiodiff.audio import save_audio
+from audiodiff.conditioning import PromptTruncatedWarning
 from audiodiff.diffusion import SAMPLERS, SCHEDULES, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
 from audiodiff.model import AudioDiffusionModel
+from audiodiff.postprocess import PostProcessing, integrated_loudness, postprocess, true_peak_db
+from audiodiff.prompts import MAX_PROMPT
+from audiodiff.provenance import describe, info_fields, weights_digest
 
 MAX_STEPS = 1000
-PEAK_CEILING_DB = -1.0  # dBFS; louder clips are scaled down so PCM files never clip
 SILENT_PEAK = 1e-4  # -80 dBFS
 
 log = logging.getLogger(__name__)
@@ -48,11 +52,19 @@ class Audio:
         return self.samples.shape[-1] / self.sample_rate
 
     def to_tensor(self) -> torch.Tensor:
+        """The samples as a channels × frames float32 tensor (sharing memory)."""
         return torch.from_numpy(self.samples)
 
-    def save(self, path: str | os.PathLike, subtype: str = "pcm16") -> Path:
-        """Write as WAV (atomically); ``subtype`` is ``pcm16``, ``pcm24`` or ``float``."""
-        return save_audio(path, self.samples, self.sample_rate, subtype)
+    def provenance(self) -> dict:
+        """The provenance record :meth:`save` writes into the file (see :mod:`audiodiff.provenance`)."""
+        return describe(self.metadata)
+
+    def save(self, path: str | os.PathLike, subtype: str = "pcm16", provenance: dict | None = None) -> Path:
+        """Write as WAV (atomically) with its provenance in the file's RIFF INFO chunk; ``subtype``
+        is ``pcm16``, ``pcm24`` or ``float``. ``provenance`` (default: :meth:`provenance`) is the
+        record to write, for a caller that also keeps it elsewhere."""
+        record = self.provenance() if provenance is None else provenance
+        return save_audio(path, self.samples, self.sample_rate, subtype, info=info_fields(record))
 
     def _repr_html_(self) -> str:
         from IPython.display import Audio as IPythonAudio
@@ -108,12 +120,28 @@ class SamplerSettings:
         return cls(**config)
 
 
+def _fit_prompt(text: str | None) -> str | None:
+    """A prompt as the pipeline records it: text (or None), at most MAX_PROMPT characters (the
+    provenance chunk of a WAV has room for no more; the text encoder reads far fewer anyway)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise TypeError(f"a prompt must be text, got {type(text).__name__} {text!r}")
+    if len(text) > MAX_PROMPT:
+        warnings.warn(f"prompt of {len(text)} characters cut to {MAX_PROMPT}: {text[:60]!r}...",
+                      PromptTruncatedWarning, stacklevel=3)
+        return text[:MAX_PROMPT]
+    return text
+
+
 class AudioDiffusion:
-    """A trained model ready to generate clips."""
+    """A trained model ready to generate clips. ``model_sha256`` identifies its weights (computed
+    once, here) and is recorded in every clip's metadata and file."""
 
     def __init__(self, model: AudioDiffusionModel, source: str = "") -> None:
         self.model = model.eval()
         self.source = source
+        self.model_sha256 = weights_digest(model)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
@@ -140,45 +168,97 @@ class AudioDiffusion:
     def labels(self) -> list[str]:
         return self.model.labels
 
-    def generate_batch(self, labels: Sequence[str | int], seeds: Sequence[int], seconds: float | None = None,
-                       sampler: SamplerSettings | None = None, progress: bool | None = None) -> list[Audio]:
-        """One clip per (label, seed), generated in one model batch; each clip depends only on its
-        own label and seed. A clip peaking above -1 dBFS is scaled down to it (its ``gain_db`` is
-        recorded in the metadata), so that no written file clips."""
+    @property
+    def supports_text(self) -> bool:
+        """Whether the model is conditioned on text prompts."""
+        return self.model.has_text
+
+    def generate_batch(self, labels: Sequence[str | int | None], seeds: Sequence[int], seconds: float | None = None,
+                       sampler: SamplerSettings | None = None, progress: bool | None = None,
+                       prompts: Sequence[str | None] | None = None,
+                       negative_prompts: Sequence[str | None] | None = None,
+                       post: PostProcessing | dict | None = None) -> list[Audio]:
+        """One clip per (label or prompt, seed), generated in one model batch; each clip depends
+        only on its own condition and seed (and on the batch's make-up to float rounding: see the
+        README on reproducibility). ``prompts``/``negative_prompts`` go to the model only when
+        given, for text-conditioned models; a label may then be None. Each clip is post-processed
+        with ``post`` (default: only the -1 dBTP ceiling) and the steps are recorded in its
+        metadata."""
         sampler = sampler or SamplerSettings()
+        post = PostProcessing.coerce(post)
         seconds = self.model.seconds if seconds is None else float(seconds)
-        ids = [self.model.conditioner.label_id(label) for label in labels]
+        count = len(labels)
+        prompts = list(prompts) if prompts is not None else [None] * count
+        negatives = list(negative_prompts) if negative_prompts is not None else [None] * count
+        if not len(prompts) == len(negatives) == len(seeds) == count:
+            raise ValueError(f"got {count} labels, {len(seeds)} seeds, {len(prompts)} prompts and "
+                             f"{len(negatives)} negative prompts; they must match")
+        text = {}
+        if any(p is not None for p in prompts + negatives):
+            for p in prompts + negatives:
+                if p is not None:
+                    self.model.conditioner.check_prompt(p)  # refuses text for a label model, and empty text
+            text = {"prompts": prompts, "negative_prompts": negatives}
+        ids = []
+        for label, prompt in zip(labels, prompts, strict=True):
+            if label is None and prompt is None:
+                raise ValueError(f"each clip needs a label or a prompt; labels: {', '.join(self.labels)}")
+            ids.append(None if label is None else self.model.conditioner.label_id(label))
         waves = self.model.sample(ids, seeds, seconds, sampler=sampler.name, steps=sampler.steps,
                                   schedule=sampler.schedule, guidance=sampler.guidance,
                                   guidance_rescale=sampler.guidance_rescale, sampler_options=sampler.options,
-                                  sigma_range=(sampler.sigma_min, sampler.sigma_max, sampler.rho), progress=progress)
+                                  sigma_range=(sampler.sigma_min, sampler.sigma_max, sampler.rho), progress=progress,
+                                  **text)
         clips = []
-        for label_id, seed, wave in zip(ids, seeds, waves.float().cpu().numpy(), strict=True):
-            meta = {"label": self.labels[label_id], "seed": int(seed), "seconds": seconds,
-                    "sampler": sampler.name, "steps": sampler.steps, "schedule": sampler.schedule,
-                    "guidance": sampler.guidance, "guidance_rescale": sampler.guidance_rescale,
-                    "sampler_options": dict(sampler.options), "checkpoint": self.source}
-            peak = float(np.abs(wave).max())
-            if peak > 10 ** (PEAK_CEILING_DB / 20):
-                wave = peak_normalize(wave, PEAK_CEILING_DB)
-                meta["gain_db"] = round(PEAK_CEILING_DB - 20 * math.log10(peak), 2)
-            elif peak < SILENT_PEAK:
-                log.warning("the clip for label %r, seed %d is silent (peak below -80 dBFS)", meta["label"], seed)
+        for label_id, prompt, negative, seed, wave in zip(ids, prompts, negatives, seeds,
+                                                         waves.float().cpu().numpy(), strict=True):
+            meta = {"label": None if label_id is None else self.labels[label_id], "prompt": prompt, "seed": int(seed),
+                    "seconds": seconds, "sampler": sampler.name, "steps": sampler.steps,
+                    "schedule": sampler.schedule, "guidance": sampler.guidance,
+                    "guidance_rescale": sampler.guidance_rescale, "sampler_options": dict(sampler.options),
+                    "checkpoint": self.source, "model_sha256": self.model_sha256}
+            if negative is not None:
+                meta["negative_prompt"] = negative
+            if float(np.abs(wave).max()) < SILENT_PEAK:
+                log.warning("the clip for %s, seed %d is silent (peak below -80 dBFS)",
+                            f"label {meta['label']!r}" if prompt is None else f"prompt {prompt!r}", seed)
+            wave, steps = postprocess(wave, self.sample_rate, post)
+            lufs = integrated_loudness(wave, self.sample_rate)[0]
+            peak = true_peak_db(wave, self.sample_rate)
+            meta.update(post=post.as_dict(), post_steps=steps, lufs=round(lufs, 2) if math.isfinite(lufs) else None,
+                        true_peak_dbtp=round(peak, 2) if math.isfinite(peak) else None)
             clips.append(Audio(np.ascontiguousarray(wave, dtype=np.float32), self.sample_rate, meta))
         return clips
 
-    def generate(self, label: str | int | None = None, seconds: float | None = None, seed: int | None = None,
-                 steps: int | None = None, sampler: str = "dpmpp_2m_sde", schedule: str | None = None,
-                 guidance: float = 1.0, num: int = 1, progress: bool | None = None) -> Audio | list[Audio]:
-        """Generate ``num`` clips of ``label`` (a name from :attr:`labels`), ``seconds`` long
-        (default: the training length). ``sampler`` names a preset of ``conf/sampler/``, whose
-        steps and schedule apply unless given. ``seed`` makes the result reproducible; clip i uses
-        ``seed + i``. Returns one :class:`Audio`, or a list when ``num > 1``."""
-        if label is None:
-            raise ValueError(f"this model is label-conditioned: pass label=..., one of {', '.join(self.labels)}")
-        if int(num) != num or num < 1:
+    def generate(self, prompt: str | Sequence[str] | None = None, label: str | int | None = None,
+                 seconds: float | None = None, steps: int | None = None, guidance: float = 1.0,
+                 negative_prompt: str | None = None, seed: int | None = None, sampler: str = "dpmpp_2m_sde",
+                 schedule: str | None = None, num: int = 1, post: PostProcessing | dict | None = None,
+                 progress: bool | None = None) -> Audio | list[Audio]:
+        """Generate ``num`` clips of ``label`` (a name from :attr:`labels`) or of a text ``prompt``
+        (a list of prompts gives one clip per prompt), ``seconds`` long (default: the training
+        length). ``sampler`` names a preset of ``conf/sampler/``, whose steps and schedule apply
+        unless given; ``guidance`` is the classifier-free guidance scale (1: off). ``seed`` makes
+        the result reproducible; clip i uses ``seed + i``. ``post`` picks the post-processing
+        (a :class:`~audiodiff.postprocess.PostProcessing` or a dict of its fields, e.g.
+        ``{"loudness": -14, "true_peak": -1, "fade_in": True, "fade_out": True}``).
+        Returns one :class:`Audio`, or a list when several clips are asked for."""
+        prompts = [prompt] if prompt is None or isinstance(prompt, str) else list(prompt)
+        if label is None and prompts == [None]:
+            choices = [f"label=... (one of {', '.join(self.labels)})"] if self.labels else []
+            choices += ["prompt=... (a description of the sound)"] if self.supports_text else []
+            raise ValueError(f"say what to generate: {' or '.join(choices)}")
+        prompts = [_fit_prompt(p) for p in prompts]
+        negative_prompt = _fit_prompt(negative_prompt)
+        if isinstance(num, bool) or int(num) != num or num < 1:
             raise ValueError(f"num must be a positive integer, got {num!r}")
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
         settings = SamplerSettings.preset(sampler, steps=steps, schedule=schedule, guidance=guidance)
-        clips = self.generate_batch([label] * num, [seed + i for i in range(num)], seconds, settings, progress)
-        return clips[0] if num == 1 else clips
+        post = PostProcessing.coerce(post)
+        count = len(prompts) * num
+        batch_prompts = [p for p in prompts for _ in range(num)]
+        clips = self.generate_batch([label] * count, [seed + i for i in range(count)], seconds, settings, progress,
+                                    prompts=batch_prompts if prompt is not None else None,
+                                    negative_prompts=[negative_prompt] * count if negative_prompt is not None else None,
+                                    post=post)
+        return clips[0] if count == 1 else clips

@@ -1,5 +1,7 @@
-"""Prompt files for batch rendering: CSV or JSONL rows with ``label``, ``prompt``, ``seconds``,
-``seed`` and ``name`` (each optional), parsed into checked :class:`RenderRequest` objects.
+"""Prompt files for batch rendering: CSV or JSONL rows with ``label``, ``prompt``,
+``negative_prompt``, ``seconds``, ``seed``, ``name``, ``num`` and the per-row sampler settings
+``sampler``, ``steps``, ``schedule``, ``guidance``, ``guidance_rescale`` (each optional), parsed
+into checked :class:`RenderRequest` objects.
 
 A bad row never stops the batch: it becomes a :class:`RowError` that names the row and the reason.
 """
@@ -7,14 +9,18 @@ A bad row never stops the batch: it becomes a :class:`RowError` that names the r
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-COLUMNS = ("label", "prompt", "seconds", "seed", "name")
+SAMPLER_COLUMNS = {"sampler": str, "steps": int, "schedule": str, "guidance": float, "guidance_rescale": float}
+COLUMNS = ("label", "prompt", "negative_prompt", "seconds", "seed", "name", "num", *SAMPLER_COLUMNS)
 MAX_NAME = 100
+MAX_NUM = 100  # variations of one row
+MAX_PROMPT = 500  # characters; the prompt also goes into the WAV's INFO chunk, which holds about 2 KB
 MAX_SEED = 2**63 - 1
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 
@@ -25,7 +31,9 @@ class PromptFileError(ValueError):
 
 @dataclass(frozen=True)
 class RenderRequest:
-    """One clip to render. ``row`` is the 1-based data row in the file."""
+    """One row to render: ``num`` clips (variations), the i-th named ``names[i]`` with seed
+    ``seed + i``. ``row`` is the 1-based data row in the file; ``sampler`` holds the row's own
+    sampler settings (``sampler``, ``steps``, ``schedule``, ``guidance``, ``guidance_rescale``)."""
 
     row: int
     name: str
@@ -33,6 +41,14 @@ class RenderRequest:
     prompt: str | None
     seconds: float | None
     seed: int
+    num: int = 1
+    negative_prompt: str | None = None
+    sampler: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """File stems of the variations: ``name`` alone, or ``name_1`` ... ``name_N``."""
+        return [self.name] if self.num == 1 else [f"{self.name}_{i}" for i in range(1, self.num + 1)]
 
 
 @dataclass(frozen=True)
@@ -79,15 +95,19 @@ def _read_rows(path: Path) -> list[dict]:
         raise PromptFileError(f"{path}: not UTF-8 text ({err})") from None
     except OSError as err:
         raise PromptFileError(f"{path}: cannot read ({err})") from None
+    if not text.strip():
+        raise PromptFileError(f"{path}: the file is empty; give a header and one row per sound")
     if kind == "csv":
-        reader = csv.DictReader(text.splitlines())
+        # io.StringIO with newline="" keeps line breaks inside quoted cells, and does not split rows at
+        # the other characters str.splitlines() treats as line ends (form feed, U+2028, ...).
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = reader.fieldnames or []
         if not set(fields) & set(COLUMNS):
             raise PromptFileError(f"{path}: the header names none of the columns {', '.join(COLUMNS)} "
                                   f"(found {fields})")
         return [dict(r) for r in reader]
     rows = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -108,8 +128,12 @@ def _parse_row(raw: dict, row: int, global_seed: int, taken: dict[str, int]) -> 
         raise ValueError(raw["__error__"])
     label = None if _blank(raw.get("label")) else str(raw["label"]).strip()
     prompt = None if _blank(raw.get("prompt")) else str(raw["prompt"]).strip()
+    negative = None if _blank(raw.get("negative_prompt")) else str(raw["negative_prompt"]).strip()
     if label is None and prompt is None:
         raise ValueError("needs a label or a prompt")
+    for key, text in (("prompt", prompt), ("negative_prompt", negative)):
+        if text is not None and len(text) > MAX_PROMPT:
+            raise ValueError(f"{key} is {len(text)} characters long; the limit is {MAX_PROMPT}")
 
     seconds = None
     if not _blank(raw.get("seconds")):
@@ -120,25 +144,47 @@ def _parse_row(raw: dict, row: int, global_seed: int, taken: dict[str, int]) -> 
         if not math.isfinite(seconds) or seconds <= 0:
             raise ValueError(f"seconds must be a positive number, got {raw['seconds']!r}")
 
+    num = 1 if _blank(raw.get("num")) else _integer(raw["num"], "num", 1, MAX_NUM)
     if _blank(raw.get("seed")):
         seed = derived_seed(global_seed, row)
     else:
-        value = raw["seed"]
-        try:
-            seed = int(value) if not isinstance(value, float) or value.is_integer() else None
-        except (TypeError, ValueError):
-            seed = None
-        if seed is None or isinstance(value, bool) or not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {value!r}")
+        seed = _integer(raw["seed"], "seed", 0, MAX_SEED - num + 1)
+
+    sampler = {}
+    for key, kind in SAMPLER_COLUMNS.items():
+        if _blank(raw.get(key)):
+            continue
+        value = raw[key]
+        if kind is int:
+            sampler[key] = _integer(value, key, 1, 10**6)
+        elif kind is float:
+            try:
+                sampler[key] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key} must be a number, got {value!r}") from None
+        else:
+            sampler[key] = str(value).strip()
 
     if _blank(raw.get("name")):
         name = f"{row:04d}_{slug(label or prompt)}"
     else:
         name = safe_name(str(raw["name"]))
-    if name.lower() in taken:
-        raise ValueError(f"name {name!r} is already used by row {taken[name.lower()]}")
-    taken[name.lower()] = row
-    return RenderRequest(row, name, label, prompt, seconds, seed)
+    request = RenderRequest(row, name, label, prompt, seconds, seed, num, negative, sampler)
+    for stem in request.names:
+        if stem.lower() in taken:
+            raise ValueError(f"name {stem!r} is already used by row {taken[stem.lower()]}")
+    taken.update({stem.lower(): row for stem in request.names})
+    return request
+
+
+def _integer(value, key: str, low: int, high: int) -> int:
+    try:
+        number = int(value) if not isinstance(value, float) or value.is_integer() else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or not low <= number <= high:
+        raise ValueError(f"{key} must be an integer from {low} to {high}, got {value!r}")
+    return number
 
 
 def read_prompt_file(path: str | Path, global_seed: int = 0) -> tuple[list[RenderRequest], list[RowError]]:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from audiodiff.audio import save_audio
 from audiodiff.model import AudioDiffusionModel
 from audiodiff.pipeline import SamplerSettings
+from audiodiff.prompts import slug
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ class DiffusionTask(L.LightningModule):
     ``ema_decay`` is the decay of the exponential moving average of the weights (warmed up as
     ``min(decay, (1 + n) / (10 + n))`` after n updates so short runs are not dominated by the
     initial weights); the EMA weights are the ones validated, rendered and exported.
-    ``cond_dropout`` is the probability of replacing a label by the null condition. After
+    ``cond_dropout`` is the probability of training an item on the null condition; a model with
+    both labels and text drops each of them with probability ``cond_dropout ** 0.5``, so it also
+    learns from a label alone and from a prompt alone. After
     ``warmup_steps`` of linear warm-up the learning rate follows a cosine down to ``min_lr_ratio``
     times ``lr`` at ``trainer.max_steps`` (``lr_decay=false`` keeps it constant).
     """
@@ -60,7 +63,8 @@ class DiffusionTask(L.LightningModule):
             raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}")
         self.save_hyperparameters()
         self.model = AudioDiffusionModel.from_config(model)
-        self.hparams["model"] = self.model.config  # a loaded vocoder is kept as its architecture
+        # with the text encoder's identity filled in, and a loaded vocoder kept as its architecture
+        self.hparams["model"] = self.model.config
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
 
@@ -69,12 +73,21 @@ class DiffusionTask(L.LightningModule):
         """Build from an ``audiodiff-train`` config: the ``model`` node, with the dataset's labels,
         and the ``task`` node's arguments."""
         model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-        model_cfg["conditioner"]["labels"] = datamodule.labels
+        conditioner = model_cfg["conditioner"]
+        if conditioner.get("label") is not None:
+            conditioner["label"]["labels"] = datamodule.labels
+        if cfg.seconds_range is not None and conditioner.get("duration") is None:
+            low, high = (float(x) for x in cfg.seconds_range)
+            if not low <= cfg.seconds <= high:
+                raise ValueError(f"seconds={cfg.seconds} (the default length) must lie in seconds_range={[low, high]}")
+            conditioner["duration"] = {"_target_": "audiodiff.conditioning.DurationEmbedding", "_partial_": True,
+                                       "min_seconds": low, "max_seconds": high}
         args = OmegaConf.to_container(cfg.task, resolve=True)
         args.pop("_target_", None)
         task = cls(model=model_cfg, **args)
         n_params = sum(p.numel() for p in task.model.net.parameters())
-        log.info("U-Net: %.2fM parameters; labels: %s", n_params / 1e6, ", ".join(datamodule.labels))
+        log.info("U-Net: %.2fM parameters; labels: %s; text: %s", n_params / 1e6, ", ".join(datamodule.labels),
+                 task.model.conditioner.text.encoder.identity if task.model.has_text else "none")
         return task
 
     def run_callbacks(self, cfg: DictConfig) -> list[L.Callback]:
@@ -96,16 +109,23 @@ class DiffusionTask(L.LightningModule):
             if i >= self.hparams.stats_batches:
                 break
             waves.append(batch["audio"])
-        representation.fit_statistics(torch.cat(waves).to(self.device))
+        # Batches may differ in length (duration conditioning): join the clips end to end.
+        joined = torch.cat([w.transpose(0, 1).reshape(1, w.shape[1], -1) for w in waves], dim=-1)
+        representation.fit_statistics(joined.to(self.device))
         self.ema.representation.load_state_dict(representation.state_dict())
         log.info("fixed the representation's normalisation from %d clips", sum(len(w) for w in waves))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        labels = batch["label"]
-        if self.hparams.cond_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.hparams.cond_dropout
-            labels = torch.where(drop, torch.full_like(labels, self.model.conditioner.null_id), labels)
-        loss = self.model.loss(batch["audio"], labels)
+        conditioner = self.model.conditioner
+        labels, prompts = batch["label"], list(batch["caption"])
+        p = self.hparams.cond_dropout ** (1 / max(1, conditioner.parts))
+        if conditioner.label is not None and p > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < p
+            labels = torch.where(drop, torch.full_like(labels, conditioner.label.null_id), labels)
+        if conditioner.text is not None:
+            drop = (torch.rand(len(prompts)) < p).tolist()
+            prompts = [None if d or not text else text for d, text in zip(drop, prompts, strict=True)]
+        loss = self.model.loss(batch["audio"], labels, prompts, batch["seconds"])
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; "
                                      "lower the learning rate or check the data for NaN samples")
@@ -116,7 +136,8 @@ class DiffusionTask(L.LightningModule):
         # Fixed noise levels and noise make the validation loss comparable between evaluations.
         gen = torch.Generator(device="cpu").manual_seed(batch_idx)
         x0 = self.ema.representation.encode(batch["audio"])
-        cond = self.ema.conditioner(batch["label"])
+        prompts = [text or None for text in batch["caption"]]
+        cond = self.ema.conditioning(batch["label"], prompts, batch["seconds"], len(x0))
         levels = self.hparams.val_noise_levels
         losses = []
         for t_value in torch.linspace(0.05, 0.95, levels):
@@ -143,36 +164,45 @@ class DiffusionTask(L.LightningModule):
 
 
 class AudioSampleLogger(L.Callback):
-    """Every ``every_n_steps`` optimizer steps, renders one clip per label (up to ``max_labels``)
-    with the EMA model and ``sampler`` settings, writes them as WAVs under
-    ``<run>/samples/step_NNNNNN/`` and adds them to TensorBoard when that is the logger."""
+    """Every ``every_n_steps`` optimizer steps, renders one clip per prompt of ``prompts`` (for a
+    text-conditioned model) or else per label (up to ``max_labels``) with the EMA model and
+    ``sampler`` settings, writes them as WAVs under ``<run>/samples/step_NNNNNN/`` and adds them to
+    TensorBoard when that is the logger."""
 
     def __init__(self, every_n_steps: int = 500, max_labels: int = 8, sampler: SamplerSettings | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, prompts: list[str] | None = None) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be at least 1, got {every_n_steps}")
         self.every_n_steps = every_n_steps
         self.max_labels = max_labels
         self.sampler = sampler or SamplerSettings()
         self.seed = seed
+        self.prompts = list(prompts or [])
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: DiffusionTask, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if step == 0 or step % self.every_n_steps or not trainer.is_global_zero:
             return
         model = pl_module.ema
-        labels = model.labels[: self.max_labels]
+        if model.has_text and self.prompts:
+            names, label_ids, prompts = self.prompts, None, self.prompts
+        else:
+            names = model.labels[: self.max_labels]
+            label_ids, prompts = list(range(len(names))), None
+        if not names:
+            return
         was_training = model.training
         model.eval()
         s = self.sampler
-        waves = model.sample(list(range(len(labels))), [self.seed + i for i in range(len(labels))],
+        waves = model.sample(label_ids, [self.seed + i for i in range(len(names))], prompts=prompts,
                              sampler=s.name, steps=s.steps, schedule=s.schedule, guidance=s.guidance,
                              guidance_rescale=s.guidance_rescale, sampler_options=s.options,
                              sigma_range=(s.sigma_min, s.sigma_max, s.rho), progress=False)
         model.train(was_training)
         out_dir = Path(trainer.default_root_dir) / "samples" / f"step_{step:06d}"
-        for label, wave in zip(labels, waves, strict=True):
-            save_audio(out_dir / f"{label}.wav", wave, model.sample_rate)
+        for i, (name, wave) in enumerate(zip(names, waves, strict=True)):
+            stem = f"{i:02d}_{slug(name)}"
+            save_audio(out_dir / f"{stem}.wav", wave, model.sample_rate)
             if isinstance(trainer.logger, TensorBoardLogger):
-                trainer.logger.experiment.add_audio(f"samples/{label}", wave.float().cpu(), step,
+                trainer.logger.experiment.add_audio(f"samples/{stem}", wave.float().cpu(), step,
                                                     sample_rate=model.sample_rate)

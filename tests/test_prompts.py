@@ -63,3 +63,21 @@ def test_safe_name_refuses_escapes_and_empties(name):
 def test_safe_name_keeps_plain_names():
     assert safe_name("Coin pickup #2") == "Coin_pickup_2"
     assert safe_name("laser.v2") == "laser.v2"
+
+
+def test_variations_and_row_sampler_settings(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("label,name,num,seed,sampler,steps,guidance,negative_prompt\n"
+                    "coin,c,3,5,heun,12,2.5,muffled\n"
+                    "kick,k,0,,,,,\n"
+                    "kick,c_2,,,,,,\n"
+                    "kick,g,,,,,loud,\n"
+                    "kick,s,,,,1.5,,\n")
+    requests, errors = read_prompt_file(path)
+    (coin,) = requests
+    assert coin.names == ["c_1", "c_2", "c_3"] and coin.seed == 5 and coin.negative_prompt == "muffled"
+    assert coin.sampler == {"sampler": "heun", "steps": 12, "guidance": 2.5}
+    reasons = {e.row: e.reason for e in errors}
+    assert "num must be an integer from 1 to 100" in reasons[2]
+    assert "'c_2' is already used by row 1" in reasons[3]
+    assert "guidance must be a number" in reasons[4] and "steps must be an integer" in reasons[5]

@@ -164,8 +164,9 @@ def diffusion_config(vocoder: dict) -> dict:
                                "n_fft": 256, "hop_length": 64, "n_mels": 32, "vocoder": vocoder},
             "net": {"_target_": "audiodiff.nets.UNet1d", "_partial_": True, "channels": [16, 16], "factors": [1, 2],
                     "blocks": [1, 1], "attentions": [False, False], "attention_heads": 2, "emb_dim": 32},
-            "conditioner": {"_target_": "audiodiff.conditioning.ClassLabelConditioner", "dim": 8,
-                            "labels": ["a", "b"]},
+            "conditioner": {"_target_": "audiodiff.conditioning.Conditioner", "dim": 8,
+                            "label": {"_target_": "audiodiff.conditioning.LabelEmbedding", "_partial_": True,
+                                      "labels": ["a", "b"]}},
             "objective": {"_target_": "audiodiff.diffusion.DiffusionObjective", "prediction": "x0"}}
 
 

@@ -1,7 +1,8 @@
 """``audiodiff-render``: render a CSV/JSONL prompt file to WAVs and ``manifest.jsonl``.
 
     audiodiff-render checkpoint=runs/quickstart/model prompts=sounds.csv out_dir=renders
-    audiodiff-render ... sampler=ddpm sampler.steps=100 batch_size=8 seed=7
+    audiodiff-render ... sampler=ddpm sampler.steps=100 batch_size=8 seed=7 loudness=-14 fade=true
+    audiodiff-render ... trainer.devices=2          # two processes (or GPUs) through Lightning
     audiodiff-render ... vocoder=neural vocoder.checkpoint=runs/vocoder_22k/model
 
 Settings are checked before the model is loaded. Exit status: 0 when every row was written (or was
@@ -19,6 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("audiodiff.render")
 
 
+def post_options(cfg: DictConfig) -> dict:
+    """The post-processing options of the command line (``fade`` sets both fades)."""
+    fade = cfg.fade
+    return {"dc": bool(cfg.dc), "trim": cfg.trim, "fade_in": fade or 0.0, "fade_out": fade or 0.0, "loop": cfg.loop,
+            "loudness": cfg.loudness, "true_peak": cfg.true_peak, "limit": bool(cfg.limit)}
+
+
 def render(cfg: DictConfig) -> int:
     import torch
     from hydra.errors import InstantiationException
@@ -26,15 +34,24 @@ def render(cfg: DictConfig) -> int:
 
     from audiodiff.model import MAX_SECONDS, ModelLoadError, check_targets
     from audiodiff.pipeline import AudioDiffusion, SamplerSettings
+    from audiodiff.postprocess import PostProcessing
     from audiodiff.prompts import PromptFileError, read_prompt_file
-    from audiodiff.rendering import render_requests
+    from audiodiff.rendering import BatchRenderer, plan_jobs, render_jobs
 
     try:
         sampler = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
+        post = PostProcessing(**post_options(cfg))
         if int(cfg.batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
         if cfg.seconds is not None and not 0 < float(cfg.seconds) <= MAX_SECONDS:
             raise ValueError(f"seconds must be in (0, {MAX_SECONDS}], got {cfg.seconds}")
+        devices = int(cfg.trainer.devices)
+        if devices < 1:
+            raise ValueError(f"trainer.devices must be at least 1, got {cfg.trainer.devices}")
+        if cfg.spectrogram:
+            from audiodiff.plotting import require_matplotlib
+
+            require_matplotlib()
         requests, errors = read_prompt_file(cfg.prompts, int(cfg.seed))
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
@@ -43,16 +60,28 @@ def render(cfg: DictConfig) -> int:
             check_targets(OmegaConf.to_container(cfg.vocoder, resolve=True), "vocoder")
             vocoder = instantiate(cfg.vocoder)
         pipe = AudioDiffusion.from_pretrained(cfg.checkpoint, device=cfg.device, vocoder=vocoder)
-    except (ValueError, PromptFileError, ModelLoadError, InstantiationException) as err:
+    except (ValueError, TypeError, RuntimeError, PromptFileError, ModelLoadError, InstantiationException) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    report = render_requests(pipe, requests, cfg.out_dir, sampler, int(cfg.batch_size), cfg.seconds, cfg.subtype,
-                             progress=None if cfg.progress else False)
-    failed = sorted(errors + report.failed, key=lambda e: e.row)
+    renderer = BatchRenderer(pipe, cfg.out_dir, post, cfg.subtype, bool(cfg.spectrogram))
+    jobs, row_errors = plan_jobs(pipe, requests, sampler, cfg.seconds)
+    progress = None if cfg.progress else False
+    if devices > 1:
+        from audiodiff.distributed import render_distributed
+
+        report = render_distributed(renderer, jobs, int(cfg.batch_size), devices, cfg.trainer.accelerator,
+                                    cfg.trainer.strategy, int(cfg.threads), progress)
+        if report is None:  # a rank other than 0: rank 0 reports for all
+            return 0
+    else:
+        report = render_jobs(renderer, jobs, int(cfg.batch_size), progress)
+    failed = sorted(errors + row_errors + report.failed, key=lambda e: e.row)
     for err in failed:
         print(f"skipped {err}", file=sys.stderr)
-    print(f"{len(report.written)} written, {len(report.skipped)} already done, {len(failed)} failed "
+    split = report.written_per_process
+    by = f" ({' + '.join(map(str, split))} by {len(split)} processes)" if len(split) > 1 else ""
+    print(f"{len(report.written)} written{by}, {len(report.skipped)} already done, {len(failed)} failed "
           f"-> {cfg.out_dir}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("audiodiff.train")
+T = TypeVar("T")
 
 
 def train(cfg: DictConfig, run_dir: Path) -> Path:
@@ -33,7 +36,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     from hydra.utils import get_class, instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from audiodiff.model import check_targets
+    from audiodiff.model import check_targets, load_checkpoint_file
     from audiodiff.pipeline import SamplerSettings
 
     SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
@@ -48,7 +51,11 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data)
+    max_steps = cfg.trainer.get("max_steps", -1)
+    if max_steps == 0 or max_steps < -1:
+        raise ValueError(f"trainer.max_steps must be a positive number of steps (or -1 to train by "
+                         f"trainer.max_epochs), got {max_steps}")
+    datamodule = _build("data", lambda: instantiate(cfg.data))
     task = task_class.from_run_config(cfg, datamodule)
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="last-step", save_last=True, save_top_k=0,
@@ -57,10 +64,11 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
                         save_top_k=cfg.checkpoint.keep_best),
         *task.run_callbacks(cfg),
     ]
-    logger = instantiate(cfg.logger, save_dir=str(run_dir))
+    logger = _build("logger", lambda: instantiate(cfg.logger, save_dir=str(run_dir)))
     trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
                         **OmegaConf.to_container(cfg.trainer, resolve=True))
     if last.exists():
+        load_checkpoint_file(last)  # refuses a file that would run code, before Lightning opens it
         log.info("resuming from %s", last)
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)
@@ -69,9 +77,22 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     return export
 
 
+def _build(key: str, build: Callable[[], T]) -> T:
+    """Run ``build``, reporting a bad config value as one line naming its config key."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return build()
+    except InstantiationException as err:
+        cause = err.__cause__ if err.__cause__ is not None else err
+        raise ValueError(f"{key}: {cause}") from None
+
+
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import MissingMandatoryValue
 
     from audiodiff.data.folder import DatasetError
     from audiodiff.model import ModelLoadError
@@ -79,7 +100,10 @@ def _main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         train(cfg, run_dir)
-    except (DatasetError, ModelLoadError, ValueError) as err:
+    except MissingMandatoryValue as err:
+        key = err.full_key
+        sys.exit(f"error: {key} is required; give it on the command line ({key}=...)")
+    except (DatasetError, ModelLoadError, ValueError, MisconfigurationException) as err:
         log.error("%s", err)
         sys.exit(f"error: {err}")
 

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
 NORMALIZATIONS = ("peak", "rms", "none")
 SILENCE_PEAK = 1e-4  # -80 dBFS
+FADE_OUT_SECONDS = 0.02
 
 
 class DatasetError(ValueError):
@@ -138,10 +139,19 @@ class AudioFolder(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, float]) -> dict:
+        index, frames = key if isinstance(key, tuple) else (key, None)
+        frames = self.frames if frames is None else int(round(frames * self.sample_rate))
         clip = self.clips[index]
-        excess = clip.audio.shape[1] - self.frames
+        excess = clip.audio.shape[1] - frames
         offset = int(np.random.randint(0, excess + 1)) if self.random_crop and excess > 0 else 0
-        audio = fit_length(clip.audio, self.frames, offset)
+        audio = fit_length(clip.audio, frames, offset)
+        if excess > offset:
+            # The crop cut the sound: fade it out so that clips never end in a click (which a
+            # duration-conditioned model would otherwise learn as the way sounds end).
+            fade = min(frames, int(FADE_OUT_SECONDS * self.sample_rate))
+            audio = audio.copy()
+            audio[:, frames - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
         return {"audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
-                "label": self._label_index[clip.label], "caption": clip.caption}
+                "label": self._label_index[clip.label], "caption": clip.caption,
+                "seconds": frames / self.sample_rate}

@@ -10,16 +10,47 @@ from torch.utils.data import Dataset
 
 CLASSES = ("beep", "chirp_up", "chirp_down", "noise_burst", "kick", "snare", "hihat", "coin")
 
-CAPTIONS = {
-    "beep": ("a short beep", "a steady electronic tone", "a plain bleep"),
-    "chirp_up": ("a rising chirp", "an upward pitch sweep", "a tone sliding up"),
-    "chirp_down": ("a falling chirp", "a downward pitch sweep", "a tone sliding down"),
-    "noise_burst": ("a burst of white noise", "a hiss", "a short static burst"),
-    "kick": ("a kick drum", "a deep bass drum hit", "a punchy kick"),
-    "snare": ("a snare drum hit", "a crisp snare", "a rattling snare hit"),
-    "hihat": ("a closed hi-hat", "a short hi-hat tick", "a bright cymbal tick"),
-    "coin": ("a coin pickup", "a two-note coin sound", "a video game coin chime"),
+# Captions are drawn from templates × descriptions × adjectives, so a text-conditioned model sees
+# many wordings of each class. HELD_OUT_PROMPTS are worded differently from every caption these can
+# produce; they measure whether a model generalises to phrasings it never saw.
+DESCRIPTIONS = {
+    "beep": ("beep", "bleep", "short tone", "electronic tone", "sine beep", "alert tone", "pure tone"),
+    "chirp_up": ("rising chirp", "upward sweep", "pitch going up", "ascending whistle", "rising tone",
+                 "upward glide"),
+    "chirp_down": ("falling chirp", "downward sweep", "pitch going down", "descending whistle", "falling tone",
+                   "downward glide"),
+    "noise_burst": ("burst of white noise", "hiss", "static burst", "noise blast", "radio static", "white noise",
+                    "air hiss"),
+    "kick": ("kick drum", "bass drum", "kick", "deep drum hit", "boomy thump", "low drum hit"),
+    "snare": ("snare drum", "snare hit", "snare", "rattling drum hit", "crisp drum crack", "snare drum hit"),
+    "hihat": ("closed hi-hat", "hi-hat tick", "cymbal tick", "hi-hat", "short cymbal", "closed hat"),
+    "coin": ("coin pickup", "coin sound", "video game coin", "two-note chime", "collect sound", "coin collect"),
 }
+ADJECTIVES = ("short", "quick", "clean", "soft", "loud", "bright", "8-bit", "simple")
+TEMPLATES = ("{d}", "a {d}", "the sound of a {d}", "{a} {d}", "a {a} {d}", "{d} sound effect", "{a} {d} for a game")
+HELD_OUT_PROMPTS = {
+    "beep": ("a monotone buzzer signal", "a single flat synth note", "one steady computer blip"),
+    "chirp_up": ("a siren climbing higher", "a whoop that goes upward", "a tone gliding to a higher pitch"),
+    "chirp_down": ("a slide whistle dropping low", "a tone gliding to a lower pitch", "a descending pew"),
+    "noise_burst": ("TV static crackle", "a short rush of noise", "a blast of static"),
+    "kick": ("a low thud", "a booming drum", "an 808 boom"),
+    "snare": ("a sharp backbeat drum", "a rimshot crack", "a marching drum smack"),
+    "hihat": ("a ticking cymbal", "a tight hat click", "a crisp metallic tick"),
+    "coin": ("a retro arcade reward ding", "money collected in a platformer", "an item collected ding"),
+}
+
+
+def caption(label: str, rng: np.random.Generator) -> str:
+    """A random caption for a clip of class ``label``."""
+    template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+    descriptions = DESCRIPTIONS[label]
+    return template.format(d=descriptions[int(rng.integers(len(descriptions)))],
+                           a=ADJECTIVES[int(rng.integers(len(ADJECTIVES)))])
+
+
+def all_captions(label: str) -> set[str]:
+    """Every caption :func:`caption` can produce for ``label``."""
+    return {t.format(d=d, a=a) for t in TEMPLATES for d in DESCRIPTIONS[label] for a in ADJECTIVES}
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -102,14 +133,21 @@ def render_sound(label: str, rng: np.random.Generator, sample_rate: int) -> np.n
 
 def synthesize(label: str, rng: np.random.Generator, sample_rate: int, seconds: float) -> np.ndarray:
     """A ``seconds``-long clip (1 × samples, float32): the sound after a short random delay, at a
-    random peak level between -10 and -1 dBFS, then silence."""
+    random peak level between -10 and -1 dBFS, then silence. A sound longer than the clip allows is
+    shortened with a fade-out so that it still ends before the clip does (the last 5%, at least
+    20 ms, stay silent)."""
     total = int(round(seconds * sample_rate))
     sound = render_sound(label, rng, sample_rate)
     sound = sound / (np.abs(sound).max() + 1e-9) * 10 ** (rng.uniform(-10, -1) / 20)
     start = int(rng.uniform(0, 0.03) * sample_rate)
+    room = max(0, total - start - max(int(0.05 * total), int(0.02 * sample_rate)))
+    if len(sound) > room:
+        fade = min(room, int(0.03 * sample_rate))
+        sound = sound[:room].copy()
+        if fade:
+            sound[room - fade :] *= np.linspace(1.0, 0.0, fade)
     clip = np.zeros(total, dtype=np.float32)
-    piece = sound[: max(0, total - start)]
-    clip[start : start + len(piece)] = piece
+    clip[start : start + len(sound)] = sound
     return clip[None]
 
 
@@ -118,7 +156,9 @@ class SyntheticSounds(Dataset):
 
     Item ``i`` is rendered from the random stream seeded by (``seed``, ``i``), so the dataset is the
     same on every machine and in every worker (rendering takes well under a millisecond a clip).
-    Each item is a dict with ``audio`` (1 × samples), ``label`` (int) and ``caption`` (str).
+    Each item is a dict with ``audio`` (1 × samples), ``label`` (int), ``caption`` (str) and
+    ``seconds``. Indexing with ``(i, seconds)`` renders item ``i`` at another length (the sound
+    fitted inside it), for duration-conditioned training.
     """
 
     def __init__(self, num_items: int = 4096, seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0,
@@ -143,12 +183,13 @@ class SyntheticSounds(Dataset):
     def __len__(self) -> int:
         return self.num_items
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, float]) -> dict:
+        index, seconds = key if isinstance(key, tuple) else (key, self.seconds)
         if not 0 <= index < self.num_items:
             raise IndexError(f"index {index} out of range for {self.num_items} items")
         rng = np.random.default_rng([self.seed, index])
         label = index % len(self.classes)
         name = self.classes[label]
-        audio = synthesize(name, rng, self.sample_rate, self.seconds)
-        caption = CAPTIONS[name][int(rng.integers(len(CAPTIONS[name])))]
-        return {"audio": torch.from_numpy(audio), "label": label, "caption": caption}
+        audio = synthesize(name, rng, self.sample_rate, seconds)
+        return {"audio": torch.from_numpy(audio), "label": label, "caption": caption(name, rng),
+                "seconds": float(seconds)}

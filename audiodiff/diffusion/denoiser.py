@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from audiodiff.conditioning import Conditioning
 from audiodiff.diffusion.objective import DiffusionObjective
 from audiodiff.diffusion.schedules import sigma_to_t
 
@@ -19,14 +20,18 @@ class Denoiser:
     guidance rescale (Lin et al., 2023) to keep the guided estimate's spread at the conditional one's.
     """
 
-    def __init__(self, net: nn.Module, objective: DiffusionObjective, cond: torch.Tensor | None = None,
-                 uncond: torch.Tensor | None = None, guidance: float = 1.0, guidance_rescale: float = 0.0) -> None:
+    def __init__(self, net: nn.Module, objective: DiffusionObjective, cond: torch.Tensor | Conditioning | None = None,
+                 uncond: torch.Tensor | Conditioning | None = None, guidance: float = 1.0,
+                 guidance_rescale: float = 0.0) -> None:
         self.net = net
         self.objective = objective
         self.cond = cond
         self.uncond = uncond
         self.guidance = float(guidance)
         self.guidance_rescale = float(guidance_rescale)
+        # The doubled condition batch is the same at every step: build it once.
+        if self.guided:
+            self._both = torch.cat([cond, uncond]) if isinstance(cond, torch.Tensor) else cond.cat(uncond)
 
     @property
     def guided(self) -> bool:
@@ -39,7 +44,7 @@ class Denoiser:
         if not self.guided:
             return self.objective.to_x0(self.net(x_t, t, self.cond), x_t, t)
         x_both, t_both = torch.cat([x_t, x_t]), torch.cat([t, t])
-        both = self.net(x_both, t_both, torch.cat([self.cond, self.uncond]))
+        both = self.net(x_both, t_both, self._both)
         x0_cond, x0_uncond = self.objective.to_x0(both, x_both, t_both).chunk(2)
         guided = x0_uncond + self.guidance * (x0_cond - x0_uncond)
         if self.guidance_rescale > 0:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiodiff.conditioning import Conditioning
 from audiodiff.diffusion.schedules import alpha_sigma
 
 PREDICTIONS = ("v", "epsilon", "x0")
@@ -46,7 +47,7 @@ class DiffusionObjective(nn.Module):
             return alpha * x_t - sigma * output
         return (x_t - sigma * output) / alpha.clamp(min=1e-4)
 
-    def loss(self, net: nn.Module, x0: torch.Tensor, cond: torch.Tensor | None = None,
+    def loss(self, net: nn.Module, x0: torch.Tensor, cond: torch.Tensor | Conditioning | None = None,
              t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Mean squared error of the network's prediction at random (or given) times."""
         if t is None:

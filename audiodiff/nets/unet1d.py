@@ -3,7 +3,8 @@
 Configured by per-level lists, in the manner of audio-diffusion-pytorch: level ``i`` downsamples by
 ``factors[i]``, runs ``blocks[i]`` residual blocks at ``channels[i]`` width, and adds self-attention
 after each block when ``attentions[i]`` is true. The noise level and an optional conditioning
-vector enter every residual block as a scale and shift (FiLM).
+vector enter every residual block as a scale and shift (FiLM); with ``context_dim`` set, every
+attention layer is followed by cross-attention to a context sequence (text token embeddings).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+from audiodiff.conditioning import Conditioning
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -73,11 +76,34 @@ class SelfAttention(nn.Module):
         return x + self.out(rearrange(h, "b h t d -> b (h d) t"))
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention from time steps to a context sequence (batch × tokens × context_dim,
+    with a batch × tokens mask, True where a token is real), residual."""
+
+    def __init__(self, channels: int, context_dim: int, heads: int) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention channels ({channels}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.norm = _group_norm(channels)
+        self.q = nn.Conv1d(channels, channels, 1)
+        self.kv = nn.Sequential(nn.LayerNorm(context_dim), nn.Linear(context_dim, 2 * channels))
+        self.out = nn.Conv1d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q = rearrange(self.q(self.norm(x)), "b (h d) t -> b h t d", h=self.heads)
+        k, v = rearrange(self.kv(context), "b n (two h d) -> two b h n d", two=2, h=self.heads)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        return x + self.out(rearrange(h, "b h t d -> b (h d) t"))
+
+
 class Level(nn.Module):
-    """The residual blocks (and optional attention) of one U-Net level on one side."""
+    """The residual blocks (and optional self- and cross-attention) of one U-Net level on one side."""
 
     def __init__(self, in_channels: int, out_channels: int, blocks: int, attention: bool, emb_dim: int,
-                 heads: int) -> None:
+                 heads: int, context_dim: int = 0) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             ResBlock(in_channels if i == 0 else out_channels, out_channels, emb_dim) for i in range(blocks)
@@ -85,10 +111,17 @@ class Level(nn.Module):
         self.attentions = nn.ModuleList(
             SelfAttention(out_channels, heads) if attention else nn.Identity() for _ in range(blocks)
         )
+        cross = attention and context_dim > 0
+        self.cross_attentions = nn.ModuleList(
+            CrossAttention(out_channels, context_dim, heads) if cross else None for _ in range(blocks)
+        )
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        for block, attention in zip(self.blocks, self.attentions, strict=True):
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        for block, attention, cross in zip(self.blocks, self.attentions, self.cross_attentions, strict=True):
             x = attention(block(x, emb))
+            if cross is not None:
+                x = cross(x, context, mask)
         return x
 
 
@@ -97,7 +130,8 @@ class UNet1d(nn.Module):
 
     Input and output are batch × ``in_channels`` × frames; any number of frames works (the input is
     padded to a multiple of the product of ``factors`` and the output cropped back). ``t`` holds one
-    noise time in [0, 1] per item; ``cond`` (batch × ``cond_dim``) is an optional conditioning vector.
+    noise time in [0, 1] per item; ``cond`` is an optional conditioning vector (batch × ``cond_dim``)
+    or a :class:`Conditioning` (vector plus, with ``context_dim``, a cross-attention context).
     """
 
     def __init__(
@@ -110,6 +144,7 @@ class UNet1d(nn.Module):
         attention_heads: int = 4,
         emb_dim: int = 256,
         cond_dim: int = 0,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         lengths = {len(channels), len(factors), len(blocks), len(attentions)}
@@ -125,6 +160,7 @@ class UNet1d(nn.Module):
         self.multiple = math.prod(self.factors)
         self.emb_dim = emb_dim
         self.cond_dim = cond_dim
+        self.context_dim = context_dim
 
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.cond_mlp = (
@@ -139,17 +175,17 @@ class UNet1d(nn.Module):
             self.downsamples.append(
                 nn.Conv1d(prev, prev, 2 * factor + 1, stride=factor, padding=factor) if factor > 1 else nn.Identity()
             )
-            self.down_levels.append(Level(prev, ch, n, attn, emb_dim, attention_heads))
+            self.down_levels.append(Level(prev, ch, n, attn, emb_dim, attention_heads, context_dim))
             prev = ch
 
-        self.mid = Level(prev, prev, 2, True, emb_dim, attention_heads)
+        self.mid = Level(prev, prev, 2, True, emb_dim, attention_heads, context_dim)
 
         self.up_levels = nn.ModuleList()
         self.upsamples = nn.ModuleList()
         for i in reversed(range(len(channels))):
             out_ch = channels[i - 1] if i > 0 else channels[0]
             self.up_levels.append(Level(prev + channels[i], out_ch, blocks[i], attentions[i], emb_dim,
-                                        attention_heads))
+                                        attention_heads, context_dim))
             self.upsamples.append(
                 nn.Sequential(nn.Upsample(scale_factor=factors[i], mode="nearest"),
                               nn.Conv1d(out_ch, out_ch, 3, padding=1))
@@ -170,19 +206,25 @@ class UNet1d(nn.Module):
             emb = emb + self.cond_mlp(cond)
         return emb
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | Conditioning | None = None
+                ) -> torch.Tensor:
         frames = x.shape[-1]
         pad = (-frames) % self.multiple
         if pad:
             x = F.pad(x, (0, pad))
+        context = mask = None
+        if isinstance(cond, Conditioning):
+            cond, context, mask = cond.vector, cond.context, cond.context_mask
+        if self.context_dim and context is None:
+            raise ValueError("this U-Net was built with context_dim > 0 and needs a cross-attention context")
         emb = self.embed(t, cond)
 
         h = self.stem(x)
         skips = []
         for downsample, level in zip(self.downsamples, self.down_levels, strict=True):
-            h = level(downsample(h), emb)
+            h = level(downsample(h), emb, context, mask)
             skips.append(h)
-        h = self.mid(h, emb)
+        h = self.mid(h, emb, context, mask)
         for level, upsample in zip(self.up_levels, self.upsamples, strict=True):
-            h = upsample(level(torch.cat([h, skips.pop()], dim=1), emb))
+            h = upsample(level(torch.cat([h, skips.pop()], dim=1), emb, context, mask))
         return self.head(h)[..., :frames]

@@ -103,7 +103,8 @@ class VocoderTask(L.LightningModule):
         loss = hp.mel_weight * mel_loss + hp.stft_weight * stft_loss
         optimizers = self.optimizers()
         generator_opt = optimizers[0] if isinstance(optimizers, list) else optimizers
-        if hp.adversarial and self.global_step >= hp.adversarial_start:
+        adversarial_now = hp.adversarial and self.global_step >= hp.adversarial_start
+        if adversarial_now:
             # The critic's optimizer is stepped through the plain torch optimizer: Lightning counts
             # every wrapped optimizer step as a training step, which would halve max_steps.
             critic_opt = optimizers[1].optimizer
@@ -120,7 +121,9 @@ class VocoderTask(L.LightningModule):
             raise FloatingPointError(f"vocoder loss became {loss.item()} at step {self.global_step}; "
                                      "lower task.lr or check the data for NaN samples")
         self._clip_and_step(generator_opt, loss)
-        for scheduler in self.lr_schedulers() if isinstance(self.lr_schedulers(), list) else [self.lr_schedulers()]:
+        schedulers = self.lr_schedulers()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        for scheduler in schedulers[: 2 if adversarial_now else 1]:
             scheduler.step()
         self.log_dict({"train/loss": loss, "train/mel_l1": mel_loss, "train/mrstft": stft_loss}, prog_bar=True)
         return loss

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from audiodiff.model_files import ModelLoadError, read_checkpoint, read_model_folder, write_model_folder
+from audiodiff.model_files import ModelLoadError, load_checkpoint_file, read_model_folder, write_model_folder
 from audiodiff.vocoders.base import MelSettings
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # vocoders shipped with the package
@@ -217,7 +217,7 @@ def load_vocoder(checkpoint: str | Path) -> VocosVocoder:
 
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:
-    ckpt = read_checkpoint(path, VocoderLoadError)
+    ckpt = load_checkpoint_file(path, VocoderLoadError)
     try:
         config = ckpt["hyper_parameters"]["vocoder"]
         state = ckpt["state_dict"]
