@@ -13,22 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from audiodiff.conditioning import Conditioner, Conditioning
 from audiodiff.diffusion import Denoiser, DiffusionObjective, SeededNoise, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
+from audiodiff.model_files import ModelLoadError, load_checkpoint_file, read_model_folder, write_model_folder
 from audiodiff.representations import Representation
 
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
 MAX_SECONDS = 60.0
-
-
-class ModelLoadError(ValueError):
-    """A model file or config that cannot be loaded; the message names the file."""
 
 
 class NonFiniteOutputError(RuntimeError):
@@ -94,22 +87,30 @@ class AudioDiffusionModel(nn.Module):
             # Recorded on first build so that the saved model refuses another encoder later.
             config["conditioner"]["text"]["identity"] = model.conditioner.text.encoder.identity
         model.config = config
+        vocoder = getattr(model.representation, "vocoder", None)
+        if getattr(vocoder, "config", None) is not None:
+            model._record_vocoder(vocoder)
         return model
+
+    def _record_vocoder(self, vocoder: nn.Module) -> None:
+        # A vocoder loaded from a file is recorded by its architecture: its weights are part of this
+        # model's state, so a saved model needs neither the original vocoder file nor its path.
+        self.config = {**self.config, "representation": {**self.config["representation"], "vocoder": vocoder.config}}
+
+    def set_vocoder(self, vocoder: nn.Module) -> None:
+        """Decode with ``vocoder`` from now on (and save it with the model); mel models only."""
+        if not hasattr(self.representation, "set_vocoder"):
+            raise ValueError(f"this model works on a {type(self.representation).__name__} representation, which "
+                             "needs no vocoder; only mel-spectrogram models take one")
+        self.representation.set_vocoder(vocoder)
+        if self.config is not None:
+            self._record_vocoder(vocoder)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.yaml`` and ``model.safetensors`` into ``directory``."""
         if self.config is None:
             raise ValueError("this model was not built from a config, so it cannot be saved with one")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = directory / f".{WEIGHTS_FILE}.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
-        tmp = directory / f".{CONFIG_FILE}.tmp"
-        tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        tmp.replace(directory / CONFIG_FILE)
-        return directory
+        return write_model_folder(directory, self.config, self.state_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> AudioDiffusionModel:
@@ -119,19 +120,7 @@ class AudioDiffusionModel(nn.Module):
         path = Path(path)
         if not path.exists():
             raise ModelLoadError(f"{path}: no such model file or directory")
-        if path.is_dir():
-            config_file, weights_file = path / CONFIG_FILE, path / WEIGHTS_FILE
-            for f in (config_file, weights_file):
-                if not f.is_file():
-                    raise ModelLoadError(f"{path}: missing {f.name} (a model directory holds {CONFIG_FILE} "
-                                         f"and {WEIGHTS_FILE})")
-            try:
-                config = yaml.safe_load(config_file.read_text())
-                state = load_file(str(weights_file))
-            except Exception as err:
-                raise ModelLoadError(f"{path}: unreadable model files ({err})") from None
-        else:
-            config, state = _read_checkpoint(path)
+        config, state = read_model_folder(path) if path.is_dir() else _read_checkpoint(path)
         model = cls.from_config(config, str(path))
         try:
             model.load_state_dict(state)
@@ -235,25 +224,6 @@ class AudioDiffusionModel(nn.Module):
         disable = None if progress is None else not progress
         x = sample_fn(denoiser, x, sigmas, noise=noise, callback=check, disable=disable, **(sampler_options or {}))
         return self.representation.decode(x, self.num_samples(seconds)) if decode else x
-
-
-def load_checkpoint_file(path: str | Path) -> dict:
-    """A PyTorch checkpoint's contents, loaded with ``weights_only=True``: plain tensors and
-    containers only. A file whose pickle would build any other object (and so could run code) is
-    refused with :class:`ModelLoadError` before anything in it runs."""
-    import pickle
-    import re
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL (\S+)", str(err))
-        if found:
-            raise ModelLoadError(f"{path}: refused, the file would build {found.group(1)} when loaded; only "
-                                 "plain tensors and containers are accepted, so nothing in it was run") from None
-        raise ModelLoadError(f"{path}: not a readable checkpoint (not a PyTorch checkpoint file)") from None
-    except Exception as err:
-        raise ModelLoadError(f"{path}: not a readable checkpoint ({err})") from None
 
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:

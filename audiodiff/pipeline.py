@@ -144,12 +144,21 @@ class AudioDiffusion:
         self.model_sha256 = weights_digest(model)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> AudioDiffusion:
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
+                        vocoder: str | os.PathLike | torch.nn.Module | None = None) -> AudioDiffusion:
         """Load a model directory (``config.yaml`` + ``model.safetensors``) or a training
-        checkpoint (``.ckpt``) onto ``device`` (default: CUDA when available, else CPU)."""
+        checkpoint (``.ckpt``) onto ``device`` (default: CUDA when available, else CPU).
+
+        ``vocoder`` replaces the vocoder the model was saved with (mel models only): ``griffin_lim``,
+        a shipped neural vocoder's name (``vocos-22k``), a neural vocoder folder or checkpoint, or a
+        vocoder module. A neural vocoder must match the model's mel settings."""
+        from audiodiff.vocoders import get_vocoder
+
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = AudioDiffusionModel.load(path).to(device)
-        return cls(model, str(path))
+        model = AudioDiffusionModel.load(path)
+        if vocoder is not None:
+            model.set_vocoder(get_vocoder(vocoder))
+        return cls(model.to(device), str(path))
 
     @property
     def sample_rate(self) -> int:

@@ -7,7 +7,6 @@ so the diffusion model and the samplers never need to know which one they work o
 from __future__ import annotations
 
 import torch
-import torchaudio
 from torch import nn
 
 from audiodiff.vocoders.base import MelSettings
@@ -89,17 +88,7 @@ class MelSpectrogram(Representation):
         self.sample_rate = sample_rate
         self.channels = n_mels
         self.hop_length = hop_length
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            n_mels=n_mels,
-            f_min=f_min,
-            f_max=f_max,
-            power=2.0,
-            norm="slaney",
-            mel_scale="slaney",
-        )
+        self.mel = self.settings.transform()
         self.register_buffer("mean", torch.tensor(0.0))
         self.register_buffer("std", torch.tensor(1.0))
         self.register_buffer("fitted", torch.tensor(False))

@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
 
 from audiodiff.audio import save_audio
 from audiodiff.model import AudioDiffusionModel
@@ -18,6 +20,22 @@ from audiodiff.pipeline import SamplerSettings
 from audiodiff.prompts import slug
 
 log = logging.getLogger(__name__)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int | None, min_ratio: float) -> Callable[[int], float]:
+    """Learning-rate factor of a step: linear warm-up over ``warmup_steps``, then a cosine down to
+    ``min_ratio`` at ``total_steps`` (constant 1 after the warm-up when ``total_steps`` is None)."""
+    warmup = max(1, warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if total_steps is None:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
 
 
 class DiffusionTask(L.LightningModule):
@@ -45,9 +63,41 @@ class DiffusionTask(L.LightningModule):
             raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}")
         self.save_hyperparameters()
         self.model = AudioDiffusionModel.from_config(model)
-        self.hparams["model"] = self.model.config  # with the text encoder's identity filled in
+        # with the text encoder's identity filled in, and a loaded vocoder kept as its architecture
+        self.hparams["model"] = self.model.config
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
+
+    @classmethod
+    def from_run_config(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> DiffusionTask:
+        """Build from an ``audiodiff-train`` config: the ``model`` node, with the dataset's labels,
+        and the ``task`` node's arguments."""
+        model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+        conditioner = model_cfg["conditioner"]
+        if conditioner.get("label") is not None:
+            conditioner["label"]["labels"] = datamodule.labels
+        if cfg.seconds_range is not None and conditioner.get("duration") is None:
+            low, high = (float(x) for x in cfg.seconds_range)
+            if not low <= cfg.seconds <= high:
+                raise ValueError(f"seconds={cfg.seconds} (the default length) must lie in seconds_range={[low, high]}")
+            conditioner["duration"] = {"_target_": "audiodiff.conditioning.DurationEmbedding", "_partial_": True,
+                                       "min_seconds": low, "max_seconds": high}
+        args = OmegaConf.to_container(cfg.task, resolve=True)
+        args.pop("_target_", None)
+        task = cls(model=model_cfg, **args)
+        n_params = sum(p.numel() for p in task.model.net.parameters())
+        log.info("U-Net: %.2fM parameters; labels: %s; text: %s", n_params / 1e6, ", ".join(datamodule.labels),
+                 task.model.conditioner.text.encoder.identity if task.model.has_text else "none")
+        return task
+
+    def run_callbacks(self, cfg: DictConfig) -> list[L.Callback]:
+        """Renders clips while training, with the ``sampler`` and ``audio_log`` settings."""
+        sampler = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
+        return [AudioSampleLogger(**OmegaConf.to_container(cfg.audio_log, resolve=True), sampler=sampler)]
+
+    def export(self, directory: str | Path) -> Path:
+        """Write the EMA model as ``config.yaml`` + ``model.safetensors``."""
+        return self.ema.save_pretrained(directory)
 
     def on_fit_start(self) -> None:
         representation = self.model.representation
@@ -107,18 +157,8 @@ class DiffusionTask(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        warmup = max(1, self.hparams.warmup_steps)
         total = self.trainer.max_steps if self.hparams.lr_decay and self.trainer.max_steps > 0 else None
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if total is None:
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            floor = self.hparams.min_lr_ratio
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
+        factor = warmup_cosine(self.hparams.warmup_steps, total, self.hparams.min_lr_ratio)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -34,7 +34,7 @@ ROWS = 50
 CONF = Path(__file__).resolve().parent.parent / "conf"
 TINY = ["experiment=quickstart", "model.net.channels=[16,32]", "model.net.factors=[1,2]", "model.net.blocks=[1,1]",
         "model.net.attentions=[false,true]", "model.net.emb_dim=32", "conditioner.dim=16",
-        "model.representation.vocoder.n_iter=16"]
+        "vocoder.n_iter=16"]
 BAD_ROWS = {  # name column -> (label, seconds, what the refusal must say)
     "../../etc/x": ("kick", "", "'../../etc/x' is not a plain file name"),
     "unknown": ("trumpet", "", "unknown label 'trumpet'"),

@@ -3,6 +3,7 @@
     audiodiff-render checkpoint=runs/quickstart/model prompts=sounds.csv out_dir=renders
     audiodiff-render ... sampler=ddpm sampler.steps=100 batch_size=8 seed=7 loudness=-14 fade=true
     audiodiff-render ... trainer.devices=2          # two processes (or GPUs) through Lightning
+    audiodiff-render ... vocoder=neural vocoder.checkpoint=runs/vocoder_22k/model
 
 Settings are checked before the model is loaded. Exit status: 0 when every row was written (or was
 already there), 1 when some rows failed (each is reported by row number), 2 for unusable settings.
@@ -28,8 +29,10 @@ def post_options(cfg: DictConfig) -> dict:
 
 def render(cfg: DictConfig) -> int:
     import torch
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
-    from audiodiff.model import MAX_SECONDS, ModelLoadError
+    from audiodiff.model import MAX_SECONDS, ModelLoadError, check_targets
     from audiodiff.pipeline import AudioDiffusion, SamplerSettings
     from audiodiff.postprocess import PostProcessing
     from audiodiff.prompts import PromptFileError, read_prompt_file
@@ -52,8 +55,12 @@ def render(cfg: DictConfig) -> int:
         requests, errors = read_prompt_file(cfg.prompts, int(cfg.seed))
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
-        pipe = AudioDiffusion.from_pretrained(cfg.checkpoint, device=cfg.device)
-    except (ValueError, TypeError, RuntimeError, PromptFileError, ModelLoadError) as err:
+        vocoder = None
+        if cfg.get("vocoder") is not None:
+            check_targets(OmegaConf.to_container(cfg.vocoder, resolve=True), "vocoder")
+            vocoder = instantiate(cfg.vocoder)
+        pipe = AudioDiffusion.from_pretrained(cfg.checkpoint, device=cfg.device, vocoder=vocoder)
+    except (ValueError, TypeError, RuntimeError, PromptFileError, ModelLoadError, InstantiationException) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -6,6 +6,7 @@ Runs live in ``runs/<name>/`` (``name`` defaults to the experiment's). Running t
 again resumes from ``runs/<name>/checkpoints/last.ckpt``; ``resume=false`` refuses to touch a run
 folder that already holds checkpoints. At the end the EMA model is exported to ``runs/<name>/model/``
 (``config.yaml`` + ``model.safetensors``), ready for ``audiodiff-render`` and ``from_pretrained``.
+A vocoder experiment (``experiment=vocoder_22k``) trains and exports the neural vocoder the same way.
 """
 
 from __future__ import annotations
@@ -24,17 +25,23 @@ T = TypeVar("T")
 
 
 def train(cfg: DictConfig, run_dir: Path) -> Path:
-    """Train as configured, in ``run_dir``; returns the exported model directory."""
+    """Train as configured, in ``run_dir``; returns the exported model directory.
+
+    ``task._target_`` names the LightningModule (the diffusion model's or the vocoder's); it builds
+    itself from the config (``from_run_config``), adds its callbacks (``run_callbacks``) and writes
+    the exported folder (``export``).
+    """
     import lightning as L
     import torch
-    from hydra.utils import instantiate
+    from hydra.utils import get_class, instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from audiodiff.model import load_checkpoint_file
+    from audiodiff.model import check_targets, load_checkpoint_file
     from audiodiff.pipeline import SamplerSettings
-    from audiodiff.training import AudioSampleLogger, DiffusionTask
 
-    sampler = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
+    SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
+    check_targets({"_target_": cfg.task._target_}, "task")
+    task_class = get_class(cfg.task._target_)
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if last.exists() and not cfg.resume:
@@ -49,28 +56,13 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         raise ValueError(f"trainer.max_steps must be a positive number of steps (or -1 to train by "
                          f"trainer.max_epochs), got {max_steps}")
     datamodule = _build("data", lambda: instantiate(cfg.data))
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    conditioner = model_cfg["conditioner"]
-    if conditioner.get("label") is not None:
-        conditioner["label"]["labels"] = datamodule.labels
-    if cfg.seconds_range is not None and conditioner.get("duration") is None:
-        low, high = (float(x) for x in cfg.seconds_range)
-        if not low <= cfg.seconds <= high:
-            raise ValueError(f"seconds={cfg.seconds} (the default length) must lie in seconds_range={[low, high]}")
-        conditioner["duration"] = {"_target_": "audiodiff.conditioning.DurationEmbedding", "_partial_": True,
-                                   "min_seconds": low, "max_seconds": high}
-    task = DiffusionTask(model=model_cfg, **OmegaConf.to_container(cfg.task, resolve=True))
-    n_params = sum(p.numel() for p in task.model.net.parameters())
-    log.info("U-Net: %.2fM parameters; labels: %s; text: %s", n_params / 1e6, ", ".join(datamodule.labels),
-             task.model.conditioner.text.encoder.identity if task.model.has_text else "none")
-
+    task = task_class.from_run_config(cfg, datamodule)
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="last-step", save_last=True, save_top_k=0,
                         every_n_train_steps=cfg.checkpoint.every_n_steps),
         ModelCheckpoint(dirpath=ckpt_dir, filename="best-{step}", monitor="val/loss", mode="min",
                         save_top_k=cfg.checkpoint.keep_best),
-        AudioSampleLogger(**OmegaConf.to_container(cfg.audio_log, resolve=True),
-                          sampler=sampler),
+        *task.run_callbacks(cfg),
     ]
     logger = _build("logger", lambda: instantiate(cfg.logger, save_dir=str(run_dir)))
     trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
@@ -80,7 +72,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         log.info("resuming from %s", last)
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     trainer.save_checkpoint(last, weights_only=False)
-    export = task.ema.save_pretrained(run_dir / "model")
+    export = task.export(run_dir / "model")
     log.info("finished at step %d; model exported to %s", trainer.global_step, export)
     return export
 

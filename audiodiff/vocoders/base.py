@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torchaudio
+
 
 @dataclass(frozen=True)
 class MelSettings:
@@ -18,3 +20,18 @@ class MelSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def transform(self) -> torchaudio.transforms.MelSpectrogram:
+        """The mel power spectrogram of these settings: batch × samples → batch × n_mels × frames,
+        with ``samples // hop_length + 1`` frames (centred, reflect-padded frames, Slaney mel scale)."""
+        return torchaudio.transforms.MelSpectrogram(
+            sample_rate=self.sample_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            n_mels=self.n_mels,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            power=2.0,
+            norm="slaney",
+            mel_scale="slaney",
+        )

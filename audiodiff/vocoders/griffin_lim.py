@@ -21,6 +21,11 @@ class GriffinLim(nn.Module):
         self.momentum = momentum
         self.settings: MelSettings | None = None
 
+    @property
+    def config(self) -> dict:
+        """Constructor arguments as a ``_target_`` node."""
+        return {"_target_": "audiodiff.vocoders.GriffinLim", "n_iter": self.n_iter, "momentum": self.momentum}
+
     def bind(self, settings: MelSettings) -> None:
         """Configure for the mel settings of the representation this vocoder serves."""
         self.settings = settings
