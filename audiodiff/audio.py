@@ -102,7 +102,7 @@ def save_audio(
             f.write(audio.T)
         if info:
             _check_info(tmp, path, info)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
+        os.chmod(tmp, usual_file_mode())  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -128,10 +128,12 @@ def read_info(path: str | os.PathLike) -> dict[str, str]:
         raise AudioFileError(f"{path}: cannot read audio ({err})") from None
 
 
-def _umask() -> int:
+def usual_file_mode() -> int:
+    """0o666 less the process umask: the mode a file made with open() gets (mkstemp and safetensors
+    make owner-only files)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def fit_length(audio: np.ndarray, frames: int, offset: int = 0) -> np.ndarray:

@@ -3,11 +3,14 @@ running pickled code. Shared by the diffusion model and the neural vocoder."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
+
+from audiodiff.audio import usual_file_mode
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -25,6 +28,7 @@ def write_model_folder(directory: str | Path, config: dict, state: dict[str, tor
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     tmp = directory / f".{WEIGHTS_FILE}.tmp"
     save_file(tensors, str(tmp))
+    os.chmod(tmp, usual_file_mode())
     tmp.replace(directory / WEIGHTS_FILE)
     tmp = directory / f".{CONFIG_FILE}.tmp"
     tmp.write_text(yaml.safe_dump(config, sort_keys=False))
