@@ -194,14 +194,13 @@ def test_sigkill_sweep_then_rerun_finishes_every_file_once(reference, tiny_model
                                 env={**os.environ, "SOURCE_DATE_EPOCH": "1767225600"})
         if kill % 3 == 2:  # during start-up
             time.sleep(rng.uniform(0.2, 3.0))
-        else:  # after a few more files, at a random moment (often mid-batch or mid-write)
-            target = before + rng.randint(1, 4)
+        else:  # as the next batch's files are being written (mid-batch, often mid-write)
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and proc.poll() is None:
-                if manifest.is_file() and len(manifest.read_bytes().splitlines()) >= target:
+                if manifest.is_file() and len(manifest.read_bytes().splitlines()) > before:
                     break
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.3))
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.02))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         listed_at_kills.append(len(check_output_folder(out)) if out.exists() else 0)
