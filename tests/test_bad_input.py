@@ -105,7 +105,7 @@ def test_training_refuses_bad_config_values_in_one_line(tmp_path, override, mess
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert not list((tmp_path / "runs").rglob("*.ckpt")) if (tmp_path / "runs").exists() else True
+    assert not (tmp_path / "runs").exists()  # nothing left behind
 
 
 def write_payload_checkpoint(path, marker):

@@ -102,10 +102,26 @@ def _main(cfg: DictConfig) -> None:
         train(cfg, run_dir)
     except MissingMandatoryValue as err:
         key = err.full_key
+        _remove_unused_run_dir(run_dir)
         sys.exit(f"error: {key} is required; give it on the command line ({key}=...)")
     except (DatasetError, ModelLoadError, ValueError, MisconfigurationException) as err:
         log.error("%s", err)
+        _remove_unused_run_dir(run_dir)
         sys.exit(f"error: {err}")
+
+
+def _remove_unused_run_dir(run_dir: Path) -> None:
+    """After a run refused before training, remove what Hydra put into its folder (the config copy
+    and the log), and the folder if that leaves it empty; a folder with checkpoints is never touched."""
+    import shutil
+
+    if (run_dir / "checkpoints").exists():
+        return
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "train.log").unlink(missing_ok=True)
+    for folder in (run_dir, run_dir.parent):
+        if folder.is_dir() and folder.resolve() != Path.cwd() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def main() -> None:
