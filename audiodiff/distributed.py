@@ -77,6 +77,11 @@ def render_distributed(renderer: BatchRenderer, jobs: Sequence[RenderJob], batch
                         use_distributed_sampler=False)
     task = RenderTask(renderer, compose_batches(jobs, batch_size), threads, progress)
     trainer.predict(task, return_predictions=False)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # A process group left for interpreter exit to tear down can abort the process ("terminate
+        # called without an active exception") after every file is written: close it here.
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     if trainer.global_rank != 0:
         return None
     merged = RenderReport()
