@@ -193,12 +193,9 @@ class AudioDiffusion:
         if not len(prompts) == len(negatives) == len(seeds) == count:
             raise ValueError(f"got {count} labels, {len(seeds)} seeds, {len(prompts)} prompts and "
                              f"{len(negatives)} negative prompts; they must match")
-        text = {}
-        if any(p is not None for p in prompts + negatives):
-            for p in prompts + negatives:
-                if p is not None:
-                    self.model.conditioner.check_prompt(p)  # refuses text for a label model, and empty text
-            text = {"prompts": prompts, "negative_prompts": negatives}
+        # model.sample checks the prompts (text for a label model, empty text) before any work.
+        text = {"prompts": prompts, "negative_prompts": negatives} if any(
+            p is not None for p in prompts + negatives) else {}
         ids = []
         for label, prompt in zip(labels, prompts, strict=True):
             if label is None and prompt is None:
