@@ -29,6 +29,7 @@ from audiodiff.data.synthetic import CLASSES, HELD_OUT_PROMPTS, SyntheticSounds,
 from audiodiff.evaluation import sounding_end
 from audiodiff.model import AudioDiffusionModel, ModelLoadError
 from audiodiff.nets import UNet1d
+from audiodiff.representations import MelSpectrogram
 
 
 def small_text(dim: int = 16) -> TextConditioner:
@@ -227,6 +228,18 @@ def test_synthetic_sounds_end_inside_any_clip_length(seconds):
         item = data[(i, seconds)]
         assert item["audio"].shape == (1, int(seconds * 16000)) and item["seconds"] == seconds
         assert sounding_end(item["audio"].numpy(), 16000) <= seconds - 0.02
+
+
+def test_synthetic_sounds_still_end_inside_the_clip_after_a_mel_round_trip():
+    # What a mel model learns is the data's mel spectrogram; Griffin-Lim spreads each frame over its
+    # 64 ms window, so the data must leave room for that or no model could end its sound in time.
+    data = SyntheticSounds(96, seconds=0.5, sample_rate=16000)
+    waves = torch.stack([data[i]["audio"] for i in range(96)])
+    mel = MelSpectrogram(sample_rate=16000)
+    mel.fit_statistics(waves)
+    decoded = mel.decode(mel.encode(waves), waves.shape[-1])
+    ends = [sounding_end(w.numpy(), 16000) for w in decoded]
+    assert max(ends) <= 0.48 and min(ends) > 0.05
 
 
 def test_duration_batches_have_one_length_each_within_the_range():

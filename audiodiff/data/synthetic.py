@@ -134,13 +134,14 @@ def render_sound(label: str, rng: np.random.Generator, sample_rate: int) -> np.n
 def synthesize(label: str, rng: np.random.Generator, sample_rate: int, seconds: float) -> np.ndarray:
     """A ``seconds``-long clip (1 × samples, float32): the sound after a short random delay, at a
     random peak level between -10 and -1 dBFS, then silence. A sound longer than the clip allows is
-    shortened with a fade-out so that it still ends before the clip does (the last 5%, at least
-    20 ms, stay silent)."""
+    shortened with a fade-out so that it still ends before the clip does. The last 5%, at least
+    60 ms, stay silent: a mel frame's 64 ms window (1024 samples at 16 kHz) spreads a sound's end over
+    half a window, and the decoded clip must still fall silent before it ends."""
     total = int(round(seconds * sample_rate))
     sound = render_sound(label, rng, sample_rate)
     sound = sound / (np.abs(sound).max() + 1e-9) * 10 ** (rng.uniform(-10, -1) / 20)
     start = int(rng.uniform(0, 0.03) * sample_rate)
-    room = max(0, total - start - max(int(0.05 * total), int(0.02 * sample_rate)))
+    room = max(0, total - start - max(int(0.05 * total), int(0.06 * sample_rate)))
     if len(sound) > room:
         fade = min(room, int(0.03 * sample_rate))
         sound = sound[:room].copy()
