@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 BS1770_BLOCK = 0.4  # s: the gating block of ITU-R BS.1770
 DEFAULT_FADE = 0.005  # s, used when a fade is switched on with ``True``
 DEFAULT_LOOP_CROSSFADE = 0.1  # s, used when the loop is switched on with ``True``
+DEFAULT_TRIM = 50.0  # dB below the peak, used when trim is switched on with ``True`` or by a loudness target
 OVERSAMPLING = 4  # true peak is measured at 4x the sample rate (BS.1770 Annex 2)
 PEAK_HEADROOM_DB = 0.1  # the limiter aims this far under the ceiling, so PCM rounding and other
 # true-peak meters (other interpolation filters) still read at or under the ceiling
@@ -39,7 +40,10 @@ class PostProcessing:
     """Which post-processing steps to run (all off by default except the -1 dBTP ceiling).
 
     ``dc``: subtract each channel's mean. ``trim``: cut leading/trailing audio quieter than this
-    many dB below the clip's peak (e.g. 50). ``fade_in``/``fade_out``: raised-cosine fades in
+    many dB below the clip's peak (``True`` means 50; ``False`` never trims). Left at ``None``, it
+    is 50 when a loudness target is set (and no loop): BS.1770 averages 400 ms blocks, so a 50 ms hit
+    in a second of silence measures far quieter than it sounds and could only reach the target
+    crushed by the limiter. ``fade_in``/``fade_out``: raised-cosine fades in
     seconds (``True`` means 5 ms). ``loop``: crossfade length in seconds (``True`` means 0.1 s);
     the clip's tail is crossfaded into its head so it loops without a click (the clip gets that
     much shorter). ``loudness``: integrated loudness target in LUFS. ``true_peak``: ceiling in
@@ -49,7 +53,7 @@ class PostProcessing:
     """
 
     dc: bool = False
-    trim: float | None = None
+    trim: float | bool | None = None
     fade_in: float = 0.0
     fade_out: float = 0.0
     loop: float | None = None
@@ -73,8 +77,11 @@ class PostProcessing:
                              f"{DEFAULT_LOOP_CROSSFADE} s), got {self.loop!r}")
         if self.loop is not None and (self.fade_in or self.fade_out):
             raise ValueError("loop and fades exclude each other: a faded loop dips to silence at its loop point")
-        if self.trim is not None and (not _finite(self.trim) or not 10 <= float(self.trim) <= 120):
-            raise ValueError(f"trim must be a threshold in dB below the peak from 10 to 120, got {self.trim!r}")
+        if self.trim is True or (self.trim is None and self.loudness is not None and self.loop is None):
+            object.__setattr__(self, "trim", DEFAULT_TRIM)
+        if self.trim not in (None, False) and (not _finite(self.trim) or not 10 <= float(self.trim) <= 120):
+            raise ValueError(f"trim must be a threshold in dB below the peak from 10 to 120 (or true for "
+                             f"{DEFAULT_TRIM:g}, false for none), got {self.trim!r}")
         if self.loudness is not None and (not _finite(self.loudness) or not -70 < float(self.loudness) <= 0):
             raise ValueError(f"loudness must be a target in LUFS above -70 and at most 0, got {self.loudness!r}")
         if self.true_peak is not None and (not _finite(self.true_peak) or not -60 <= float(self.true_peak) <= 0):
@@ -300,7 +307,7 @@ def postprocess(audio: np.ndarray, sample_rate: int, options: PostProcessing) ->
     if options.dc:
         audio, record = remove_dc(audio)
         records.append(record)
-    if options.trim is not None:
+    if options.trim:
         audio, record = trim_silence(audio, sample_rate, float(options.trim))
         records.append(record)
     if options.loop is not None:

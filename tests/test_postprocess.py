@@ -48,12 +48,14 @@ def test_loudness_target_and_true_peak_ceiling_hold(name):
 
 
 def test_synthetic_sound_effects_meet_the_loudness_and_peak_bars():
-    """The eight built-in sound-effect classes (what the quickstart model learns), trimmed as a
-    sound-effect user would: every clip ends at -14 ± 0.5 LUFS, under -1 dBTP, without end clicks."""
+    """The eight built-in sound-effect classes (what the quickstart model learns), with the defaults a
+    loudness target brings (trimmed at 50 dB): every clip ends at -14 ± 0.5 LUFS, under -1 dBTP,
+    without end clicks."""
     from audiodiff.data import CLASSES, SyntheticSounds
 
     data = SyntheticSounds(num_items=24, seconds=1.0, sample_rate=RATE, seed=3)
-    options = PostProcessing(dc=True, trim=50, fade_in=True, fade_out=True, loudness=-14, true_peak=-1)
+    options = PostProcessing(dc=True, fade_in=True, fade_out=True, loudness=-14, true_peak=-1)
+    assert options.trim == 50
     seen = set()
     for i in range(len(data)):
         item = data[i]
@@ -69,7 +71,7 @@ def test_synthetic_sound_effects_meet_the_loudness_and_peak_bars():
 def test_ceiling_without_limiter_lowers_the_clip_and_says_so():
     t = np.arange(RATE) / RATE
     kick = (0.9 * np.sin(2 * np.pi * 60 * t) * np.exp(-20 * t))[None].astype(np.float32)
-    out, steps = postprocess(kick, RATE, PostProcessing(loudness=-14, true_peak=-1, limit=False))
+    out, steps = postprocess(kick, RATE, PostProcessing(trim=False, loudness=-14, true_peak=-1, limit=False))
     loudness = next(s for s in steps if s["step"] == "loudness")
     assert true_peak(out) <= -1.0
     assert loudness["short_of_target_lu"] == pytest.approx(-14 - lufs(out), abs=0.02)
@@ -77,10 +79,23 @@ def test_ceiling_without_limiter_lowers_the_clip_and_says_so():
     assert not any(s["step"] == "limiter" for s in steps)
 
 
+def test_a_loudness_target_trims_unless_told_not_to():
+    t = np.arange(RATE) / RATE
+    hit = np.where(t < 0.05, 0.5 * np.sin(2 * np.pi * 3000 * t) * np.exp(-60 * t), 0.0)[None].astype(np.float32)
+    trimmed, steps = postprocess(hit, RATE, PostProcessing(loudness=-14, true_peak=-1))
+    assert [s["step"] for s in steps][0] == "trim" and trimmed.shape[1] < 0.1 * RATE
+    assert abs(integrated_loudness(trimmed, RATE)[0] + 14) <= 0.5
+    kept, steps = postprocess(hit, RATE, PostProcessing(trim=False, loudness=-14, true_peak=-1))
+    assert kept.shape == hit.shape and not any(s["step"] == "trim" for s in steps)
+    assert next(s for s in steps if s["step"] == "loudness")["short_of_target_lu"] > 0.5
+    assert PostProcessing(loudness=-14, loop=True).trim is None  # a loop's length is the user's choice
+    assert PostProcessing(trim=True).trim == 50 and PostProcessing().trim is None
+
+
 def test_short_clip_is_measured_over_the_whole_clip():
     audio = (0.1 * np.sin(2 * np.pi * 440 * np.arange(int(0.25 * RATE)) / RATE))[None].astype(np.float32)
     out, steps = postprocess(audio, RATE, PostProcessing(loudness=-20))
-    assert steps[0]["window"].startswith("whole clip")
+    assert next(s for s in steps if s["step"] == "loudness")["window"].startswith("whole clip")
     whole = pyloudnorm.Meter(RATE, block_size=audio.shape[1] / RATE).integrated_loudness(out[0].astype(np.float64))
     assert whole == pytest.approx(-20, abs=0.05)
     assert integrated_loudness(out, RATE)[0] == pytest.approx(whole, abs=1e-6)
@@ -98,7 +113,7 @@ def test_fades_leave_no_click_at_either_end():
     assert 20 * np.log10(np.abs(audio[:, [0, -1]]).max()) > -60  # without fades the ends would click
     out, steps = postprocess(audio, RATE, PostProcessing(dc=True, fade_in=True, fade_out=0.02, loudness=-14))
     assert 20 * np.log10(np.abs(out[:, [0, -1]]).max() + 1e-12) < -60
-    assert [s["step"] for s in steps][:2] == ["dc", "fade"]
+    assert [s["step"] for s in steps][:3] == ["dc", "trim", "fade"]
 
 
 def test_trim_cuts_silence_but_not_sound():
