@@ -27,10 +27,14 @@ DEFAULT_TRIM = 50.0  # dB below the peak, used when trim is switched on with ``T
 OVERSAMPLING = 4  # true peak is measured at 4x the sample rate (BS.1770 Annex 2)
 PEAK_HEADROOM_DB = 0.1  # the limiter aims this far under the ceiling, so PCM rounding and other
 # true-peak meters (other interpolation filters) still read at or under the ceiling
-LOUDNESS_TOLERANCE_LU = 0.05
-MAX_LOUDNESS_ROUNDS = 8
-LIMITER_LOOKAHEAD = 0.005  # s: the gain reaches its minimum this long before a peak
-LIMITER_RELEASE = 0.02  # s: and holds this long after it before recovering
+LOUDNESS_TOLERANCE_LU = 0.05  # the level search stops this close to the target
+TARGET_TOLERANCE_LU = 0.5  # a clip further under its target than this is recorded as short of it
+MAX_LOUDNESS_ROUNDS = 12
+# The limiter's (look-ahead, release) in seconds: the gain reaches its minimum the look-ahead before
+# a peak and holds it the release after. The first is for everything; the faster ones are tried only
+# when a clip cannot reach its loudness target with the slower one (a 50 ms tick, whose whole length
+# a 20 ms hold would flatten), so that the limiter shapes its envelope instead.
+LIMITER_TIMINGS = ((0.005, 0.02), (0.002, 0.005), (0.0005, 0.001))
 MAX_LIMITING_DB = 20.0  # the limiter may raise a clip at most this far above the plain-gain level
 SILENCE_LUFS = -70.0  # BS.1770's absolute gate: nothing quieter is measured as programme
 
@@ -233,7 +237,8 @@ def _running_min(values: np.ndarray, back: int, ahead: int) -> np.ndarray:
     return minimum_filter1d(values, size=size, origin=back - size // 2, mode="nearest")
 
 
-def limit_gain(audio: np.ndarray, sample_rate: int, ceiling_db: float) -> np.ndarray:
+def limit_gain(audio: np.ndarray, sample_rate: int, ceiling_db: float,
+               timing: tuple[float, float] = LIMITER_TIMINGS[0]) -> np.ndarray:
     """Per-frame gain (at most 1) that holds the true peak under ``ceiling_db``: the gain each
     frame needs, held from the look-ahead before a peak to the release after it, then smoothed by
     a running mean shorter than both, so that it never rises above what any frame needs."""
@@ -241,10 +246,60 @@ def limit_gain(audio: np.ndarray, sample_rate: int, ceiling_db: float) -> np.nda
 
     ceiling = 10.0 ** (ceiling_db / 20.0)
     need = np.minimum(1.0, ceiling / np.maximum(_peak_envelope(audio, sample_rate), 1e-12))
-    ahead = max(2, int(LIMITER_LOOKAHEAD * sample_rate))
-    release = max(ahead, int(LIMITER_RELEASE * sample_rate))
+    ahead = max(2, int(timing[0] * sample_rate))
+    release = max(ahead, int(timing[1] * sample_rate))
     held = _running_min(need, release, ahead)
     return uniform_filter1d(held, size=ahead | 1, mode="nearest")  # odd, centred: spans ahead/2 each side
+
+
+def limit_to(audio: np.ndarray, sample_rate: int, ceiling_db: float, timing: tuple[float, float] = LIMITER_TIMINGS[0],
+             passes: int = 3) -> np.ndarray:
+    """The limiter's gain (per frame) for ``audio`` to stay under ``ceiling_db`` dBTP. A gain that
+    moves fast adds inter-sample peaks of its own (a hi-hat limited by 20 dB can overshoot by half a
+    dB), so the result is measured again and the limiter rerun aiming lower by the overshoot."""
+    aim = ceiling_db
+    for _ in range(passes):
+        gain = limit_gain(audio, sample_rate, aim, timing)
+        over = true_peak_db(audio * gain, sample_rate) - ceiling_db
+        if over <= 0:
+            break
+        aim -= over
+    return gain
+
+
+def _gain_on_target(audio: np.ndarray, sample_rate: int, loudness: float, before: float, ceiling: float,
+                    timing: tuple[float, float]) -> tuple[float, np.ndarray, float]:
+    """The gain (dB) and the limiter's gain curve that bring ``audio`` (measuring ``before`` LUFS) to
+    ``loudness`` LUFS under ``ceiling`` dBTP, at most MAX_LIMITING_DB above the plain gain.
+
+    Limiting takes back part of every dB of gain, and BS.1770's relative gate can even make loudness
+    dip as the gain rises, so the search keeps a bracket around the target, steps by the secant of
+    the last two rounds where that stays inside it (bisecting otherwise), and returns the closest
+    round (gain in dB, gain curve, loudness reached), not the last."""
+    low, high = -math.inf, loudness - before + MAX_LIMITING_DB
+    gain_db, last, best = loudness - before, None, None
+    for _ in range(MAX_LOUDNESS_ROUNDS):
+        gain = limit_to(audio * 10.0 ** (gain_db / 20.0), sample_rate, ceiling - PEAK_HEADROOM_DB, timing)
+        lufs, _ = integrated_loudness(audio * 10.0 ** (gain_db / 20.0) * gain, sample_rate)
+        if best is None or abs(lufs - loudness) < best[0]:
+            best = (abs(lufs - loudness), gain_db, gain, lufs)
+        if abs(lufs - loudness) <= LOUDNESS_TOLERANCE_LU:
+            break
+        if lufs < loudness:
+            low = max(low, gain_db)
+        else:
+            high = min(high, gain_db)
+        slope = 1.0
+        if last is not None and gain_db != last[0]:
+            slope = min(1.0, max(0.05, (lufs - last[1]) / (gain_db - last[0])))
+        last = (gain_db, lufs)
+        step = gain_db + (loudness - lufs) / slope
+        if not low < step < high:  # only when some round was too quiet, so low is finite
+            step = (low + high) / 2
+        if high - low < 1e-3:
+            break  # at the limiting cap: as loud as it gets
+        gain_db = step
+    return best[1], best[2], best[3]
 
 
 def normalize_level(audio: np.ndarray, sample_rate: int, loudness: float | None, ceiling: float | None,
@@ -264,20 +319,15 @@ def normalize_level(audio: np.ndarray, sample_rate: int, loudness: float | None,
             gain_db = loudness - before
             raised = audio * 10.0 ** (gain_db / 20.0)
             if ceiling is not None and limit:
-                # Limiting lowers the loudness a little: raise the gain and limit again until on target.
-                for _ in range(MAX_LOUDNESS_ROUNDS):
-                    raised = audio * 10.0 ** (gain_db / 20.0)
-                    gain = limit_gain(raised, sample_rate, ceiling - PEAK_HEADROOM_DB)
-                    lufs, _ = integrated_loudness(raised * gain, sample_rate)
-                    if abs(lufs - loudness) <= LOUDNESS_TOLERANCE_LU:
+                for timing in LIMITER_TIMINGS:
+                    gain_db, gain, lufs = _gain_on_target(audio, sample_rate, loudness, before, ceiling, timing)
+                    if loudness - lufs <= TARGET_TOLERANCE_LU:
                         break
-                    new_gain_db = min(gain_db + loudness - lufs, loudness - before + MAX_LIMITING_DB)
-                    if new_gain_db == gain_db:  # at the limiting cap: as loud as it gets
-                        break
-                    gain_db = new_gain_db
+                raised = audio * 10.0 ** (gain_db / 20.0)
                 if gain.min() < 1.0:
                     records.append({"step": "limiter", "ceiling_dbtp": ceiling,
-                                    "max_reduction_db": _round(-_db(float(gain.min())))})
+                                    "max_reduction_db": _round(-_db(float(gain.min()))),
+                                    "lookahead_s": timing[0], "release_s": timing[1]})
                 raised = raised * gain
             record["gain_db"] = _round(gain_db)
             audio = raised.astype(np.float32)
@@ -292,7 +342,7 @@ def normalize_level(audio: np.ndarray, sample_rate: int, loudness: float | None,
     if loudness is not None and records[0].get("lufs_before") is not None:
         lufs, _ = integrated_loudness(audio, sample_rate)
         records[0]["lufs"] = _round(lufs)
-        if loudness - lufs > 0.5:
+        if loudness - lufs > TARGET_TOLERANCE_LU:
             records[0]["short_of_target_lu"] = _round(loudness - lufs)
             log.warning("the %s dBTP ceiling holds the clip %.1f LU under its %s LUFS target%s", ceiling,
                         loudness - lufs, loudness, "" if limit else " (limit=false lowers the whole clip)")

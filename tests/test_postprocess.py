@@ -82,14 +82,27 @@ def test_ceiling_without_limiter_lowers_the_clip_and_says_so():
 def test_a_loudness_target_trims_unless_told_not_to():
     t = np.arange(RATE) / RATE
     hit = np.where(t < 0.05, 0.5 * np.sin(2 * np.pi * 3000 * t) * np.exp(-60 * t), 0.0)[None].astype(np.float32)
-    trimmed, steps = postprocess(hit, RATE, PostProcessing(loudness=-14, true_peak=-1))
-    assert [s["step"] for s in steps][0] == "trim" and trimmed.shape[1] < 0.1 * RATE
+    def limiting(steps):
+        return next((s["max_reduction_db"] for s in steps if s["step"] == "limiter"), 0.0)
+
+    trimmed, trim_steps = postprocess(hit, RATE, PostProcessing(loudness=-14, true_peak=-1))
+    assert [s["step"] for s in trim_steps][0] == "trim" and trimmed.shape[1] < 0.1 * RATE
     assert abs(integrated_loudness(trimmed, RATE)[0] + 14) <= 0.5
     kept, steps = postprocess(hit, RATE, PostProcessing(trim=False, loudness=-14, true_peak=-1))
     assert kept.shape == hit.shape and not any(s["step"] == "trim" for s in steps)
-    assert next(s for s in steps if s["step"] == "loudness")["short_of_target_lu"] > 0.5
+    # In a second of silence the hit must be limited far harder to measure as loud.
+    assert limiting(steps) > limiting(trim_steps) + 6
     assert PostProcessing(loudness=-14, loop=True).trim is None  # a loop's length is the user's choice
     assert PostProcessing(trim=True).trim == 50 and PostProcessing().trim is None
+
+
+def test_a_tick_too_short_for_the_slow_limiter_reaches_its_target_with_a_faster_one():
+    t = np.arange(int(0.05 * RATE)) / RATE
+    tick = (0.3 * np.random.default_rng(2).standard_normal(len(t)) * np.exp(-120 * t))[None].astype(np.float32)
+    out, steps = postprocess(tick, RATE, PostProcessing(trim=False, loudness=-14, true_peak=-1))
+    limiter = next(s for s in steps if s["step"] == "limiter")
+    assert abs(integrated_loudness(out, RATE)[0] + 14) <= 0.5 and true_peak(out) <= -1.0
+    assert limiter["release_s"] < 0.02
 
 
 def test_short_clip_is_measured_over_the_whole_clip():
