@@ -48,11 +48,14 @@ class AudioDiffusionModel(nn.Module):
     ``net`` is a constructor (a partial) called with ``in_channels``, ``cond_dim`` and
     ``context_dim``, so the U-Net always matches the representation and conditioner it serves.
     ``seconds`` is the default length of generated clips (the training length of a model without
-    duration conditioning).
+    duration conditioning). ``sampling`` holds the model's own default sampler settings (fields of
+    :class:`audiodiff.pipeline.SamplerSettings`), for a model made to be sampled one way, such as a
+    distilled student; None means the toolkit's defaults.
     """
 
     def __init__(self, representation: Representation, net: Callable[..., nn.Module],
-                 conditioner: Conditioner, objective: DiffusionObjective, seconds: float = 1.0) -> None:
+                 conditioner: Conditioner, objective: DiffusionObjective, seconds: float = 1.0,
+                 sampling: dict | None = None) -> None:
         super().__init__()
         self.representation = representation
         self.conditioner = conditioner
@@ -60,6 +63,7 @@ class AudioDiffusionModel(nn.Module):
                        context_dim=conditioner.context_dim)
         self.objective = objective
         self.seconds = float(seconds)
+        self.sampling = dict(sampling) if sampling else None
         self.config: dict | None = None
 
     @property

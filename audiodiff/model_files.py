@@ -14,10 +14,29 @@ from audiodiff.audio import usual_file_mode
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"  # models shipped inside the package
+DEFAULT_MODEL = "default"
 
 
 class ModelLoadError(ValueError):
     """A model file or config that cannot be loaded; the message names the file."""
+
+
+def resolve_model(path: str | os.PathLike | None) -> Path:
+    """Where a model is: a path as given, the name of a model shipped in the package (``default``),
+    or, for None, the shipped default model."""
+    if path is not None and Path(path).exists():
+        return Path(path)
+    name = DEFAULT_MODEL if path is None else str(path)
+    shipped = PRETRAINED_DIR / name
+    if (shipped / CONFIG_FILE).is_file():
+        return shipped
+    names = sorted(p.name for p in PRETRAINED_DIR.glob("*") if (p / CONFIG_FILE).is_file())
+    if path is None:
+        raise ModelLoadError(f"this install ships no default model ({shipped} is missing); pass a model folder or "
+                             f"training checkpoint, e.g. runs/quickstart/model")
+    raise ModelLoadError(f"{path}: no such model file or directory, nor a shipped model (shipped: "
+                         f"{', '.join(names) or 'none'})")
 
 
 def write_model_folder(directory: str | Path, config: dict, state: dict[str, torch.Tensor]) -> Path:

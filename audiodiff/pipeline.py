@@ -9,6 +9,7 @@ Nothing on this path imports Lightning, so loading and a short render stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -26,7 +27,8 @@ from audiodiff.audio import save_audio
 from audiodiff.conditioning import PromptTruncatedWarning
 from audiodiff.diffusion import SAMPLERS, SCHEDULES, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
-from audiodiff.model import AudioDiffusionModel
+from audiodiff.model import AudioDiffusionModel, ModelLoadError
+from audiodiff.model_files import resolve_model
 from audiodiff.postprocess import PostProcessing, integrated_loudness, postprocess, true_peak_db
 from audiodiff.prompts import MAX_PROMPT
 from audiodiff.provenance import describe, info_fields, weights_digest
@@ -142,12 +144,17 @@ class AudioDiffusion:
         self.model = model.eval()
         self.source = source
         self.model_sha256 = weights_digest(model)
+        try:
+            self.default_sampler = SamplerSettings(**model.sampling) if model.sampling else SamplerSettings()
+        except (TypeError, ValueError) as err:
+            raise ModelLoadError(f"{source or 'model'}: its default sampler settings are unusable ({err})") from None
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
+    def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
                         vocoder: str | os.PathLike | torch.nn.Module | None = None) -> AudioDiffusion:
-        """Load a model directory (``config.yaml`` + ``model.safetensors``) or a training
-        checkpoint (``.ckpt``) onto ``device`` (default: CUDA when available, else CPU).
+        """Load a model directory (``config.yaml`` + ``model.safetensors``), a training checkpoint
+        (``.ckpt``) or a model shipped in the package by name (None: the default model) onto
+        ``device`` (default: CUDA when available, else CPU).
 
         ``vocoder`` replaces the vocoder the model was saved with (mel models only): ``griffin_lim``,
         a shipped neural vocoder's name (``vocos-22k``), a neural vocoder folder or checkpoint, or a
@@ -155,6 +162,7 @@ class AudioDiffusion:
         from audiodiff.vocoders import get_vocoder
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        path = resolve_model(path)
         model = AudioDiffusionModel.load(path)
         if vocoder is not None:
             model.set_vocoder(get_vocoder(vocoder))
@@ -183,8 +191,8 @@ class AudioDiffusion:
         README on reproducibility). ``prompts``/``negative_prompts`` go to the model only when
         given, for text-conditioned models; a label may then be None. Each clip is post-processed
         with ``post`` (default: only the -1 dBTP ceiling) and the steps are recorded in its
-        metadata."""
-        sampler = sampler or SamplerSettings()
+        metadata. ``sampler`` defaults to the model's own settings (:attr:`default_sampler`)."""
+        sampler = sampler or self.default_sampler
         post = PostProcessing.coerce(post)
         seconds = self.model.seconds if seconds is None else float(seconds)
         count = len(labels)
@@ -228,14 +236,16 @@ class AudioDiffusion:
         return clips
 
     def generate(self, prompt: str | Sequence[str] | None = None, label: str | int | None = None,
-                 seconds: float | None = None, steps: int | None = None, guidance: float = 1.0,
-                 negative_prompt: str | None = None, seed: int | None = None, sampler: str = "dpmpp_2m_sde",
+                 seconds: float | None = None, steps: int | None = None, guidance: float | None = None,
+                 negative_prompt: str | None = None, seed: int | None = None, sampler: str | None = None,
                  schedule: str | None = None, num: int = 1, post: PostProcessing | dict | None = None,
                  progress: bool | None = None) -> Audio | list[Audio]:
         """Generate ``num`` clips of ``label`` (a name from :attr:`labels`) or of a text ``prompt``
         (a list of prompts gives one clip per prompt), ``seconds`` long (default: the training
         length). ``sampler`` names a preset of ``conf/sampler/``, whose steps and schedule apply
-        unless given; ``guidance`` is the classifier-free guidance scale (1: off). ``seed`` makes
+        unless given (default: the model's own settings, :attr:`default_sampler`: DPM++ 2M SDE,
+        20 steps, unless the model says otherwise); ``guidance`` is the classifier-free guidance
+        scale (1: off; default: the model's). ``seed`` makes
         the result reproducible; clip i uses ``seed + i``. ``post`` picks the post-processing
         (a :class:`~audiodiff.postprocess.PostProcessing` or a dict of its fields, e.g.
         ``{"loudness": -14, "true_peak": -1, "fade_in": True, "fade_out": True}``).
@@ -250,7 +260,12 @@ class AudioDiffusion:
         if isinstance(num, bool) or int(num) != num or num < 1:
             raise ValueError(f"num must be a positive integer, got {num!r}")
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
-        settings = SamplerSettings.preset(sampler, steps=steps, schedule=schedule, guidance=guidance)
+        given = {"steps": steps, "schedule": schedule, "guidance": guidance}
+        overrides = {k: v for k, v in given.items() if v is not None}
+        if sampler is None:
+            settings = dataclasses.replace(self.default_sampler, **overrides)
+        else:
+            settings = SamplerSettings.preset(sampler, **overrides)
         post = PostProcessing.coerce(post)
         count = len(prompts) * num
         batch_prompts = [p for p in prompts for _ in range(num)]

@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from audiodiff.audio import save_audio
+from audiodiff.conditioning import Conditioner
 from audiodiff.model import AudioDiffusionModel
 from audiodiff.pipeline import SamplerSettings
 from audiodiff.prompts import slug
@@ -36,6 +37,46 @@ def warmup_cosine(warmup_steps: int, total_steps: int | None, min_ratio: float) 
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+def warmup_cosine_optimizer(params, lr: float, weight_decay: float, warmup_steps: int, max_steps: int | None,
+                            min_lr_ratio: float) -> dict:
+    """AdamW with :func:`warmup_cosine` stepped every optimizer step, as Lightning's
+    ``configure_optimizers`` returns it (``max_steps`` None: constant after the warm-up)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup_steps, max_steps, min_lr_ratio))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def check_finite(loss: torch.Tensor, step: int, advice: str) -> torch.Tensor:
+    """``loss``, or a FloatingPointError naming the step and what to do when it is NaN or infinite."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training loss became {loss.item()} at step {step}; {advice}")
+    return loss
+
+
+def drop_conditions(conditioner: Conditioner, labels: torch.Tensor | None, prompts: list[str | None],
+                    probability: float) -> tuple[torch.Tensor | None, list[str | None]]:
+    """Condition dropout for classifier-free guidance: each of the model's condition parts (label,
+    text) is replaced by its null with probability ``probability ** (1 / parts)``, so the null
+    condition as a whole comes up with ``probability`` and a label or a prompt alone also occurs."""
+    p = probability ** (1 / max(1, conditioner.parts))
+    if conditioner.label is not None and labels is not None and p > 0:
+        drop = torch.rand(labels.shape, device=labels.device) < p
+        labels = torch.where(drop, torch.full_like(labels, conditioner.label.null_id), labels)
+    if conditioner.text is not None:
+        drop = (torch.rand(len(prompts)) < p).tolist()
+        prompts = [None if d or not text else text for d, text in zip(drop, prompts, strict=True)]
+    return labels, prompts
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, updates: torch.Tensor, decay: float) -> None:
+    """Move ``ema``'s weights towards ``model``'s; the decay is warmed up as
+    ``min(decay, (1 + n) / (10 + n))`` after n updates (counted in the ``updates`` buffer)."""
+    n = int(updates)
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - min(decay, (1 + n) / (10 + n)))
+    updates += 1
 
 
 class DiffusionTask(L.LightningModule):
@@ -116,19 +157,10 @@ class DiffusionTask(L.LightningModule):
         log.info("fixed the representation's normalisation from %d clips", sum(len(w) for w in waves))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        conditioner = self.model.conditioner
-        labels, prompts = batch["label"], list(batch["caption"])
-        p = self.hparams.cond_dropout ** (1 / max(1, conditioner.parts))
-        if conditioner.label is not None and p > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < p
-            labels = torch.where(drop, torch.full_like(labels, conditioner.label.null_id), labels)
-        if conditioner.text is not None:
-            drop = (torch.rand(len(prompts)) < p).tolist()
-            prompts = [None if d or not text else text for d, text in zip(drop, prompts, strict=True)]
-        loss = self.model.loss(batch["audio"], labels, prompts, batch["seconds"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; "
-                                     "lower the learning rate or check the data for NaN samples")
+        labels, prompts = drop_conditions(self.model.conditioner, batch["label"], list(batch["caption"]),
+                                          self.hparams.cond_dropout)
+        loss = check_finite(self.model.loss(batch["audio"], labels, prompts, batch["seconds"]), self.global_step,
+                            "lower the learning rate or check the data for NaN samples")
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -146,21 +178,13 @@ class DiffusionTask(L.LightningModule):
             losses.append(self.ema.objective.loss(self.ema.net, x0, cond, t=t, noise=noise))
         self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=x0.shape[0])
 
-    @torch.no_grad()
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        n = int(self.ema_updates)
-        decay = min(self.hparams.ema_decay, (1 + n) / (10 + n))
-        ema_params = list(self.ema.parameters())
-        params = list(self.model.parameters())
-        torch._foreach_lerp_(ema_params, params, 1 - decay)
-        self.ema_updates += 1
+        ema_update(self.ema, self.model, self.ema_updates, self.hparams.ema_decay)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         total = self.trainer.max_steps if self.hparams.lr_decay and self.trainer.max_steps > 0 else None
-        factor = warmup_cosine(self.hparams.warmup_steps, total, self.hparams.min_lr_ratio)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine_optimizer(self.model.parameters(), self.hparams.lr, self.hparams.weight_decay,
+                                       self.hparams.warmup_steps, total, self.hparams.min_lr_ratio)
 
 
 class AudioSampleLogger(L.Callback):

@@ -198,3 +198,11 @@ def test_from_pretrained_names_the_problem_with_a_model_path(tmp_path, untrained
     (tmp_path / "text.ckpt").write_text("not a checkpoint")
     with pytest.raises(ModelLoadError, match="not a readable checkpoint"):
         AudioDiffusion.from_pretrained(tmp_path / "text.ckpt")
+
+
+def test_an_unknown_model_name_says_what_is_shipped():
+    from audiodiff.model import ModelLoadError
+    from audiodiff.pipeline import AudioDiffusion
+
+    with pytest.raises(ModelLoadError, match=r"no-such-model: no such model file or directory, nor a shipped model"):
+        AudioDiffusion.from_pretrained("no-such-model")

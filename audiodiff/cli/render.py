@@ -5,17 +5,24 @@
     audiodiff-render ... trainer.devices=2          # two processes (or GPUs) through Lightning
     audiodiff-render ... vocoder=neural vocoder.checkpoint=runs/vocoder_22k/model
 
-Settings are checked before the model is loaded. Exit status: 0 when every row was written (or was
-already there), 1 when some rows failed (each is reported by row number), 2 for unusable settings.
+Without ``sampler=NAME`` a model with sampler settings of its own (a distilled student) is sampled
+with those, ``sampler.FIELD=...`` overrides applying on top. Settings are checked before the model is
+loaded. Exit status: 0 when every row was written (or was already there), 1 when some rows failed
+(each is reported by row number), 2 for unusable settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from audiodiff.pipeline import SamplerSettings
 
 log = logging.getLogger("audiodiff.render")
 
@@ -25,6 +32,29 @@ def post_options(cfg: DictConfig) -> dict:
     fade = cfg.fade
     return {"dc": bool(cfg.dc), "trim": cfg.trim, "fade_in": fade or 0.0, "fade_out": fade or 0.0, "loop": cfg.loop,
             "loudness": cfg.loudness, "true_peak": cfg.true_peak, "limit": bool(cfg.limit)}
+
+
+def sampler_overrides() -> tuple[bool, set[str]]:
+    """What the command line says about the sampler: whether it picks one (``sampler=NAME``) and
+    which of its fields it sets (``sampler.steps=8`` ...)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False, set()
+    keys = [item.split("=", 1)[0].lstrip("+~") for item in HydraConfig.get().overrides.task]
+    return "sampler" in keys, {k.split(".", 1)[1] for k in keys if k.startswith("sampler.")}
+
+
+def choose_sampler(cfg: DictConfig, model_default: SamplerSettings | None) -> SamplerSettings:
+    """The command line's sampler settings, or, when it picks no sampler and the model has settings
+    of its own (a distilled student does), the model's with the fields the command line sets."""
+    from audiodiff.pipeline import SamplerSettings
+
+    settings = OmegaConf.to_container(cfg.sampler, resolve=True)
+    picked, fields = sampler_overrides()
+    if picked or model_default is None:
+        return SamplerSettings(**settings)
+    return dataclasses.replace(model_default, **{k: settings[k] for k in fields if k in settings})
 
 
 def render(cfg: DictConfig) -> int:
@@ -60,6 +90,7 @@ def render(cfg: DictConfig) -> int:
             check_targets(OmegaConf.to_container(cfg.vocoder, resolve=True), "vocoder")
             vocoder = instantiate(cfg.vocoder)
         pipe = AudioDiffusion.from_pretrained(cfg.checkpoint, device=cfg.device, vocoder=vocoder)
+        sampler = choose_sampler(cfg, pipe.default_sampler if pipe.model.sampling else None)
     except (ValueError, TypeError, RuntimeError, PromptFileError, ModelLoadError, InstantiationException) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,167 @@
+"""Step distillation: a trained model (the teacher) teaches a copy of itself (the student) to render
+in a few deterministic steps what the teacher renders in many.
+
+Each training step picks one interval ``[s_i, s_next]`` of the student's noise-level grid (``steps``
+Karras levels, then 0), noises a data batch to ``s_i``, and lets the teacher solve the probability-flow
+ODE across the interval in ``teacher_substeps`` DPM++ 2M steps, with classifier-free guidance
+``guidance`` folded in. The student learns the clean-signal estimate ``d`` for which one DDIM step from
+``s_i`` lands where the teacher did: ``x_next = d + (x − d)·s_next/s_i``. This is progressive
+distillation (Salimans & Ho, 2022) done in one round with a multi-step teacher, as in TRACT
+(Berthelot et al., 2023); a guided teacher makes the student guidance-free, so it also needs one
+network call per step instead of two.
+
+The student is exported as an ordinary model folder whose ``sampling`` settings (DDIM, ``steps``
+Karras steps, guidance 1) are what :class:`~audiodiff.AudioDiffusion` and ``audiodiff-render`` use
+by default.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from audiodiff.conditioning import Conditioning
+from audiodiff.diffusion import Denoiser, get_sampler, make_sigmas
+from audiodiff.model import AudioDiffusionModel
+from audiodiff.pipeline import SamplerSettings
+from audiodiff.training import AudioSampleLogger, check_finite, drop_conditions, ema_update, warmup_cosine_optimizer
+
+log = logging.getLogger(__name__)
+
+
+def ddim_target(x: torch.Tensor, x_next: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+    """The clean-signal estimate for which one DDIM step from ``x`` at ``sigma`` lands on ``x_next`` at
+    ``sigma_next`` (variance-exploding noise levels, ``sigma_next < sigma``)."""
+    ratio = sigma_next / sigma
+    return (x_next - ratio * x) / (1 - ratio)
+
+
+class DistillationTask(L.LightningModule):
+    """Trains a student of the model at ``teacher`` (a model folder or training checkpoint) to sample
+    in ``steps`` DDIM steps on a Karras grid. ``guidance`` is the teacher's classifier-free guidance
+    the student learns to reproduce without guidance (1: none). ``cond_dropout`` drops labels and
+    prompts as in training, so the student still renders from a label alone or a prompt alone."""
+
+    def __init__(self, teacher: str, steps: int = 8, teacher_substeps: int = 4, guidance: float = 1.0,
+                 lr: float = 1e-4, warmup_steps: int = 100, lr_decay: bool = True, min_lr_ratio: float = 0.1,
+                 ema_decay: float = 0.999, cond_dropout: float = 0.1, val_batches_seed: int = 0) -> None:
+        super().__init__()
+        if not 1 <= int(steps) <= 64 or int(steps) != steps:
+            raise ValueError(f"steps (the student's) must be an integer from 1 to 64, got {steps}")
+        if not 1 <= int(teacher_substeps) <= 64 or int(teacher_substeps) != teacher_substeps:
+            raise ValueError(f"teacher_substeps must be an integer from 1 to 64, got {teacher_substeps}")
+        if not guidance >= 0:
+            raise ValueError(f"guidance must be a number >= 0, got {guidance}")
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        self.save_hyperparameters()
+        self.teacher = AudioDiffusionModel.load(teacher).requires_grad_(False).eval()
+        if not self.teacher.representation.statistics_fitted:
+            raise ValueError(f"{teacher}: the teacher was never trained (its normalisation is not fitted)")
+        self.model = copy.deepcopy(self.teacher).requires_grad_(True).train()
+        self.sampler = SamplerSettings(name="ddim", steps=int(steps), schedule="karras", guidance=1.0)
+        self.model.sampling = {"name": "ddim", "steps": int(steps), "schedule": "karras", "guidance": 1.0}
+        self.model.config = {**self.teacher.config, "sampling": self.model.sampling}
+        # The exported student and any .ckpt load as a plain model from this config.
+        self.hparams["model"] = self.model.config
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
+        s = self.sampler
+        self.register_buffer("sigmas", make_sigmas(s.schedule, s.steps, s.sigma_min, s.sigma_max, s.rho),
+                             persistent=False)
+
+    @classmethod
+    def from_run_config(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> DistillationTask:
+        """Build from an ``audiodiff-train`` config (``experiment=distill teacher=PATH``): the
+        ``task`` node's arguments; the data must be the teacher's kind at its sample rate."""
+        args = OmegaConf.to_container(cfg.task, resolve=True)
+        args.pop("_target_", None)
+        task = cls(**args)
+        rate = task.teacher.sample_rate
+        if int(cfg.sample_rate) != rate:
+            raise ValueError(f"the teacher works at {rate} Hz but sample_rate={cfg.sample_rate}: add "
+                             f"sample_rate={rate} (and its training data, data=... )")
+        missing = sorted(set(datamodule.labels) - set(task.teacher.labels)) if task.teacher.labels else []
+        if missing:
+            raise ValueError(f"the data has labels the teacher does not know: {', '.join(missing)}; "
+                             f"the teacher's: {', '.join(task.teacher.labels)}")
+        log.info("distilling %s into %d DDIM steps (teacher: %d DPM++ 2M steps per student step, guidance %g)",
+                 args["teacher"], task.sampler.steps, task.hparams.teacher_substeps, task.hparams.guidance)
+        return task
+
+    def run_callbacks(self, cfg: DictConfig) -> list[L.Callback]:
+        """Renders clips while training, with the student's own sampler."""
+        return [AudioSampleLogger(**OmegaConf.to_container(cfg.audio_log, resolve=True), sampler=self.sampler)]
+
+    def export(self, directory: str | Path) -> Path:
+        """Write the EMA student as ``config.yaml`` + ``model.safetensors``."""
+        return self.ema.save_pretrained(directory)
+
+    def _label_ids(self, batch: dict) -> torch.Tensor | None:
+        # The data's label indices follow the data's label list; the teacher may list more labels.
+        if self.teacher.conditioner.label is None:
+            return None
+        names = self.trainer.datamodule.labels
+        return torch.tensor([self.teacher.conditioner.label_id(names[int(i)]) for i in batch["label"]])
+
+    def _targets(self, x0: torch.Tensor, cond: Conditioning, uncond: Conditioning | None, interval: int,
+                 noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Noised input at the interval's start, the student's target and the start's noise level."""
+        sigma, sigma_next = float(self.sigmas[interval]), float(self.sigmas[interval + 1])
+        x = x0 + sigma * noise
+        teacher = Denoiser(self.teacher.net, self.teacher.objective, cond, uncond, self.hparams.guidance)
+        with torch.no_grad():
+            if sigma_next == 0:
+                return x, teacher(x, x.new_tensor(sigma)), sigma
+            fine = torch.exp(torch.linspace(torch.log(torch.tensor(sigma)), torch.log(torch.tensor(sigma_next)),
+                                            self.hparams.teacher_substeps + 1)).to(x)
+            x_next = get_sampler("dpmpp_2m")(teacher, x, fine, disable=True)
+        return x, ddim_target(x, x_next, sigma, sigma_next), sigma
+
+    def _loss(self, model: AudioDiffusionModel, batch: dict, labels: torch.Tensor | None, prompts: list,
+              interval: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.no_grad():
+            x0 = self.teacher.representation.encode(batch["audio"])
+        cond = self.teacher.conditioning(labels, prompts, batch["seconds"], len(x0))
+        guided = self.hparams.guidance != 1.0
+        uncond = self.teacher.conditioning(None, None, batch["seconds"], len(x0)) if guided else None
+        noise = torch.randn_like(x0) if noise is None else noise
+        x, target, sigma = self._targets(x0, cond, uncond, interval, noise)
+        student_cond = model.conditioning(labels, prompts, batch["seconds"], len(x0))
+        student = Denoiser(model.net, model.objective, student_cond)
+        return F.mse_loss(student(x, x.new_tensor(sigma)), target)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        labels, prompts = drop_conditions(self.model.conditioner, self._label_ids(batch), list(batch["caption"]),
+                                          self.hparams.cond_dropout)
+        interval = int(torch.randint(0, self.sampler.steps, ()))
+        loss = check_finite(self._loss(self.model, batch, labels, prompts, interval), self.global_step,
+                            "lower the learning rate (task.lr)")
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        # Every interval with fixed noise, so evaluations are comparable.
+        gen = torch.Generator().manual_seed(self.hparams.val_batches_seed + batch_idx)
+        labels = self._label_ids(batch)
+        prompts = [text or None for text in batch["caption"]]
+        shape = self.teacher.representation.encode(batch["audio"][:1]).shape[1:]
+        losses = []
+        for interval in range(self.sampler.steps):
+            noise = torch.randn((len(batch["audio"]), *shape), generator=gen)
+            losses.append(self._loss(self.ema, batch, labels, prompts, interval, noise))
+        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch["audio"]))
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        ema_update(self.ema, self.model, self.ema_updates, self.hparams.ema_decay)
+
+    def configure_optimizers(self):
+        total = self.trainer.max_steps if self.hparams.lr_decay and self.trainer.max_steps > 0 else None
+        return warmup_cosine_optimizer(self.model.parameters(), self.hparams.lr, 0.0, self.hparams.warmup_steps, total,
+                                       self.hparams.min_lr_ratio)
