@@ -145,17 +145,20 @@ def machine() -> dict:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load_average": os.getloadavg()}
 
 
-def mel_distance_db(pipe: AudioDiffusion, a: Sequence, b: Sequence) -> float:
+def mel_distance_db(pipe: AudioDiffusion, a: Sequence, b: Sequence, range_db: float = 80.0) -> float:
     """Mean absolute difference (dB) between the log-mel spectrograms of two equally long lists of
     clips (each an :class:`~audiodiff.pipeline.Audio`), in the model's mel settings where it has
-    them (80 bins at 22.05 kHz for the default model), else 64 bins."""
+    them (80 bins at 22.05 kHz for the default model), else 64 bins. Each pair is floored at
+    ``range_db`` under its loudest bin, so inaudible detail near the -100 dB floor does not count."""
     from audiodiff.representations import MelSpectrogram
 
     rep = pipe.model.representation
     mel = rep if isinstance(rep, MelSpectrogram) else MelSpectrogram(pipe.sample_rate)
     waves = [torch.stack([torch.from_numpy(clip.samples) for clip in clips]) for clips in (a, b)]
     with torch.inference_mode():
-        return float((mel.log_mel(waves[0]) - mel.log_mel(waves[1])).abs().mean())
+        x, y = mel.log_mel(waves[0]), mel.log_mel(waves[1])
+        floor = torch.maximum(x.amax(dim=(1, 2)), y.amax(dim=(1, 2)))[:, None, None] - range_db
+        return float((torch.maximum(x, floor) - torch.maximum(y, floor)).abs().mean())
 
 
 def measure_latency(pipe: AudioDiffusion, work: Workload, settings: BenchSettings) -> list[dict]:
@@ -235,9 +238,6 @@ def measure_training(path: Path, pipe: AudioDiffusion, settings: BenchSettings) 
         def on_train_batch_start(self, *args) -> None:
             starts.append(time.perf_counter())
 
-    trainer = L.Trainer(max_steps=total, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                        callbacks=[StepClock()], default_root_dir=tempfile.gettempdir())
     # No "GPU available" banner or tips in the bench's output.
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero",
                                                     "lightning.fabric")]
@@ -247,6 +247,9 @@ def measure_training(path: Path, pipe: AudioDiffusion, settings: BenchSettings) 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            trainer = L.Trainer(max_steps=total, accelerator="cpu", devices=1, logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                gradient_clip_val=1.0, callbacks=[StepClock()], default_root_dir=tempfile.gettempdir())
             trainer.fit(task, train_dataloaders=loader)
     finally:
         for log, level in zip(loggers, levels, strict=True):
