@@ -24,7 +24,7 @@ import re
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -59,11 +59,15 @@ class Conditioning:
 
     ``vector`` is batch × dim (added to the noise-level embedding); ``context`` is batch × tokens ×
     width (cross-attention keys and values) with ``context_mask`` batch × tokens (True: attend).
+    ``memo`` holds what the network derives from the context alone (each cross-attention layer's
+    keys and values), filled on the first call without gradients: a sampler calls the network with
+    the same conditioning at every step, and this work does not depend on the noise level.
     """
 
     vector: torch.Tensor
     context: torch.Tensor | None = None
     context_mask: torch.Tensor | None = None
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.vector.shape[0]

@@ -22,6 +22,7 @@ from audiodiff.model_files import ModelLoadError, load_checkpoint_file, read_mod
 from audiodiff.representations import Representation
 
 MAX_SECONDS = 60.0
+PRECISIONS = ("fp32", "bf16")
 
 
 class NonFiniteOutputError(RuntimeError):
@@ -180,12 +181,14 @@ class AudioDiffusionModel(nn.Module):
                guidance_rescale: float = 0.0, sampler_options: dict | None = None,
                sigma_range: tuple[float, float, float] = (SIGMA_MIN, SIGMA_MAX, 7.0),
                progress: bool | None = None, decode: bool = True, prompts: Sequence[str | None] | None = None,
-               negative_prompts: Sequence[str | None] | None = None) -> torch.Tensor:
+               negative_prompts: Sequence[str | None] | None = None, precision: str = "fp32") -> torch.Tensor:
         """Generate one clip per seed, conditioned per item on a label index and/or a prompt (None
         where not given; give ``label_ids=None`` for a prompt-only batch): batch × audio channels ×
         samples at ``sample_rate`` (with ``decode=False``, the model-space features before the
         vocoder). ``negative_prompts`` replace the null text in the unconditional branch of guidance.
-        ``sigma_range`` is (sigma_min, sigma_max, rho) of the noise-level schedule.
+        ``sigma_range`` is (sigma_min, sigma_max, rho) of the noise-level schedule. ``precision``
+        ``bf16`` runs the network under bfloat16 autocast (the sampler's state, the conditioning and
+        the vocoder stay in float32); see the README's *Performance* section for when it pays.
 
         Each item depends only on its condition and seed, not on the rest of the batch (up to float
         rounding, which Griffin-Lim's phase search can turn into a different but equally valid phase).
@@ -195,6 +198,8 @@ class AudioDiffusionModel(nn.Module):
         if not 0 < seconds <= MAX_SECONDS:
             raise ValueError(f"seconds must be in (0, {MAX_SECONDS}], got {seconds}")
         self.conditioner.check_seconds(seconds)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         batch = len(seeds)
         for name, values in (("labels", label_ids), ("prompts", prompts), ("negative prompts", negative_prompts)):
             if values is not None and len(values) != batch:
@@ -226,7 +231,8 @@ class AudioDiffusionModel(nn.Module):
                                            f"{info['i'] + 1} of {steps} (sampler {sampler})")
 
         disable = None if progress is None else not progress
-        x = sample_fn(denoiser, x, sigmas, noise=noise, callback=check, disable=disable, **(sampler_options or {}))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            x = sample_fn(denoiser, x, sigmas, noise=noise, callback=check, disable=disable, **(sampler_options or {}))
         return self.representation.decode(x, self.num_samples(seconds)) if decode else x
 
 

@@ -27,7 +27,7 @@ from audiodiff.audio import save_audio
 from audiodiff.conditioning import PromptTruncatedWarning
 from audiodiff.diffusion import SAMPLERS, SCHEDULES, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
-from audiodiff.model import AudioDiffusionModel, ModelLoadError
+from audiodiff.model import PRECISIONS, AudioDiffusionModel, ModelLoadError
 from audiodiff.model_files import resolve_model
 from audiodiff.postprocess import PostProcessing, integrated_loudness, postprocess, true_peak_db
 from audiodiff.prompts import MAX_PROMPT
@@ -138,11 +138,15 @@ def _fit_prompt(text: str | None) -> str | None:
 
 class AudioDiffusion:
     """A trained model ready to generate clips. ``model_sha256`` identifies its weights (computed
-    once, here) and is recorded in every clip's metadata and file."""
+    once, here) and is recorded in every clip's metadata and file. ``precision`` (``fp32`` or
+    ``bf16``: the network under bfloat16 autocast) is recorded there too."""
 
-    def __init__(self, model: AudioDiffusionModel, source: str = "") -> None:
+    def __init__(self, model: AudioDiffusionModel, source: str = "", precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model = model.eval()
         self.source = source
+        self.precision = precision
         self.model_sha256 = weights_digest(model)
         try:
             self.default_sampler = SamplerSettings(**model.sampling) if model.sampling else SamplerSettings()
@@ -151,14 +155,17 @@ class AudioDiffusion:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
-                        vocoder: str | os.PathLike | torch.nn.Module | None = None) -> AudioDiffusion:
+                        vocoder: str | os.PathLike | torch.nn.Module | None = None,
+                        precision: str = "fp32") -> AudioDiffusion:
         """Load a model directory (``config.yaml`` + ``model.safetensors``), a training checkpoint
         (``.ckpt``) or a model shipped in the package by name (None: the default model) onto
         ``device`` (default: CUDA when available, else CPU).
 
         ``vocoder`` replaces the vocoder the model was saved with (mel models only): ``griffin_lim``,
         a shipped neural vocoder's name (``vocos-22k``), a neural vocoder folder or checkpoint, or a
-        vocoder module. A neural vocoder must match the model's mel settings."""
+        vocoder module. A neural vocoder must match the model's mel settings. ``precision="bf16"``
+        samples with the network under bfloat16 autocast (faster in batches on CPUs with native
+        bfloat16, slower alone; see the README's *Performance* section)."""
         from audiodiff.vocoders import get_vocoder
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -166,7 +173,7 @@ class AudioDiffusion:
         model = AudioDiffusionModel.load(path)
         if vocoder is not None:
             model.set_vocoder(get_vocoder(vocoder))
-        return cls(model.to(device), str(path))
+        return cls(model.to(device), str(path), precision)
 
     @property
     def sample_rate(self) -> int:
@@ -213,7 +220,7 @@ class AudioDiffusion:
                                   schedule=sampler.schedule, guidance=sampler.guidance,
                                   guidance_rescale=sampler.guidance_rescale, sampler_options=sampler.options,
                                   sigma_range=(sampler.sigma_min, sampler.sigma_max, sampler.rho), progress=progress,
-                                  **text)
+                                  precision=self.precision, **text)
         clips = []
         for label_id, prompt, negative, seed, wave in zip(ids, prompts, negatives, seeds,
                                                          waves.float().cpu().numpy(), strict=True):
@@ -221,7 +228,7 @@ class AudioDiffusion:
                     "seconds": seconds, "sampler": sampler.name, "steps": sampler.steps,
                     "schedule": sampler.schedule, "guidance": sampler.guidance,
                     "guidance_rescale": sampler.guidance_rescale, "sampler_options": dict(sampler.options),
-                    "checkpoint": self.source, "model_sha256": self.model_sha256}
+                    "precision": self.precision, "checkpoint": self.source, "model_sha256": self.model_sha256}
             if negative is not None:
                 meta["negative_prompt"] = negative
             if float(np.abs(wave).max()) < SILENT_PEAK:

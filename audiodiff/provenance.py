@@ -23,7 +23,7 @@ from audiodiff.audio import read_info
 DISCLOSURE = "AI-generated audio: synthesised by an audiodiff diffusion model, not recorded or performed."
 # What a clip's metadata contributes to its provenance (when present).
 GENERATION_KEYS = ("prompt", "negative_prompt", "label", "seed", "seconds", "sampler", "steps", "schedule",
-                   "guidance", "guidance_rescale", "sampler_options", "model_sha256", "post", "lufs",
+                   "guidance", "guidance_rescale", "sampler_options", "precision", "model_sha256", "post", "lufs",
                    "true_peak_dbtp")
 
 

@@ -28,3 +28,29 @@ def test_conditioning_changes_the_output():
 def test_per_level_lists_must_agree():
     with pytest.raises(ValueError, match="one entry per level"):
         UNet1d(in_channels=1, channels=[8, 16], factors=[1, 2, 2], blocks=[1, 1], attentions=[False, False])
+
+
+def test_cross_attention_keys_are_computed_once_per_sampling_run_and_change_nothing():
+    from audiodiff.conditioning import Conditioning
+    from audiodiff.nets.unet1d import CrossAttention
+
+    torch.manual_seed(0)
+    net = UNet1d(in_channels=3, channels=[16, 16], factors=[1, 2], blocks=[1, 1], attentions=[False, True],
+                 attention_heads=2, emb_dim=32, cond_dim=4, context_dim=8)
+    for p in net.parameters():  # zero-initialised output layers would hide the cross-attention
+        torch.nn.init.normal_(p, std=0.2)
+    layers = [m for m in net.modules() if isinstance(m, CrossAttention)]
+    calls = []
+    for layer in layers:
+        layer.kv.register_forward_hook(lambda *_: calls.append(1))
+    vector, context, mask = torch.randn(2, 4), torch.randn(2, 5, 8), torch.ones(2, 5, dtype=torch.bool)
+    cond = Conditioning(vector, context, mask)
+    x = torch.randn(2, 3, 16)
+    with torch.inference_mode():
+        outs = [net(x, torch.full((2,), t), cond) for t in (0.9, 0.5, 0.1)]
+        fresh = net(x, torch.full((2,), 0.1), Conditioning(vector, context, mask))
+    assert len(calls) == 2 * len(layers)  # once for `cond`, once for the fresh conditioning
+    assert torch.equal(outs[-1], fresh)
+    calls.clear()
+    net(x, torch.full((2,), 0.5), cond).sum().backward()  # with gradients the memo is neither read nor filled
+    assert len(calls) == len(layers) and layers[0].kv[1].weight.grad is not None

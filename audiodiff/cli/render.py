@@ -62,7 +62,7 @@ def render(cfg: DictConfig) -> int:
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    from audiodiff.model import MAX_SECONDS, ModelLoadError, check_targets
+    from audiodiff.model import MAX_SECONDS, PRECISIONS, ModelLoadError, check_targets
     from audiodiff.pipeline import AudioDiffusion, SamplerSettings
     from audiodiff.postprocess import PostProcessing
     from audiodiff.prompts import PromptFileError, read_prompt_file
@@ -75,6 +75,8 @@ def render(cfg: DictConfig) -> int:
             raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
         if cfg.seconds is not None and not 0 < float(cfg.seconds) <= MAX_SECONDS:
             raise ValueError(f"seconds must be in (0, {MAX_SECONDS}], got {cfg.seconds}")
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
         devices = int(cfg.trainer.devices)
         if devices < 1:
             raise ValueError(f"trainer.devices must be at least 1, got {cfg.trainer.devices}")
@@ -89,7 +91,8 @@ def render(cfg: DictConfig) -> int:
         if cfg.get("vocoder") is not None:
             check_targets(OmegaConf.to_container(cfg.vocoder, resolve=True), "vocoder")
             vocoder = instantiate(cfg.vocoder)
-        pipe = AudioDiffusion.from_pretrained(cfg.checkpoint, device=cfg.device, vocoder=vocoder)
+        pipe = AudioDiffusion.from_pretrained(cfg.checkpoint, device=cfg.device, vocoder=vocoder,
+                                              precision=cfg.precision)
         sampler = choose_sampler(cfg, pipe.default_sampler if pipe.model.sampling else None)
     except (ValueError, TypeError, RuntimeError, PromptFileError, ModelLoadError, InstantiationException) as err:
         print(f"error: {err}", file=sys.stderr)
