@@ -85,14 +85,14 @@ class LogMelStats(Embedding):
 
 
 class ClassifierEmbedding(Embedding):
-    """The hidden layer of a :class:`LabelClassifier` trained on the reference training clips'
+    """The hidden layer of a :class:`LabelClassifier` (one MLP) trained on the reference training clips'
     ``logmel_stats``: an embedding that stresses what tells the reference labels apart."""
 
     name = "classifier"
 
     def __init__(self, seed: int = 0, base: LogMelStats | None = None) -> None:
         self.base = base or LogMelStats()
-        self.classifier = LabelClassifier(seed=seed)
+        self.classifier = LabelClassifier(seed=seed, members=1)
 
     def fit(self, clips: Sequence[np.ndarray], sample_rate: int, labels: Sequence[str]) -> ClassifierEmbedding:
         self.classifier.fit(self.base.embed(clips, sample_rate), labels)
