@@ -108,6 +108,11 @@ def evaluate(cfg: DictConfig) -> dict:
         pipe.model.conditioner.check_seconds(float(cfg.seconds))
         seconds = dict.fromkeys(reference.labels, float(cfg.seconds))
 
+    most = max(set(reference.heldout.labels), key=reference.heldout.labels.count)
+    if cfg.clips < reference.heldout.labels.count(most):
+        log.warning("clips=%d is fewer than the %d held-out clips of %s: the Fréchet distance drawn to the held-out "
+                    "set repeats generated clips; clips=%d or more compares like for like with the floor", cfg.clips,
+                    reference.heldout.labels.count(most), most, reference.heldout.labels.count(most))
     log.info("training the label classifier on %d clips of %s", len(reference.train.clips), reference.root)
     scorecard = Scorecard(reference, cfg.embedding, int(cfg.seed), float(cfg.near_copy_percentile))
     requests = plan(reference, modes, int(cfg.clips), int(cfg.seed), seconds)
