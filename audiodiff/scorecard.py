@@ -64,7 +64,7 @@ def render(pipe: AudioDiffusion, requests: Sequence[Request], sampler: SamplerSe
            batch_size: int, progress: bool = True) -> list[np.ndarray]:
     """The clips of ``requests`` (mono, at the model's rate), in order; batches hold requests of one
     length, so a clip depends only on its request (see the README on reproducibility)."""
-    out: list[np.ndarray | None] = [None] * len(requests)
+    out: dict[int, np.ndarray] = {}
     groups: dict[float, list[int]] = {}
     for i, request in enumerate(requests):
         groups.setdefault(request.seconds, []).append(i)
@@ -80,7 +80,7 @@ def render(pipe: AudioDiffusion, requests: Sequence[Request], sampler: SamplerSe
                 for i, clip in zip(members[start:start + batch_size], audio, strict=True):
                     out[i] = clip.samples.mean(axis=0)
                 bar.update(len(batch))
-    return out  # type: ignore[return-value]
+    return [out[i] for i in range(len(requests))]
 
 
 def _standardiser(train: np.ndarray):
@@ -124,19 +124,19 @@ class Scorecard:
                 train.clips, train.sample_rate)
         self.standardise = _standardiser(train_vectors)
         self.train_vectors = self.standardise(train_vectors)
-        heldout_vectors = self._vectors(heldout.clips, heldout.sample_rate)
+        heldout_features = self.features.embed(heldout.clips, heldout.sample_rate)
+        heldout_vectors = self._vectors(heldout.clips, heldout.sample_rate, heldout_features)
         self.heldout_labels = heldout.labels
 
-        accuracy, per_label = _accuracy(self.classifier.predict(self.features.embed(heldout.clips,
-                                                                                    heldout.sample_rate)),
-                                        heldout.labels)
+        accuracy, per_label = _accuracy(self.classifier.predict(heldout_features), heldout.labels)
         self.threshold = near_copy_threshold(heldout_vectors, self.train_vectors, near_copy_percentile)
         train_labels = np.array(train.labels)
+        spread = {label: diversity(self.train_vectors[train_labels == label]) for label in reference.labels}
         self.real = {
             "accuracy": accuracy,
             "balanced_accuracy": _mean(per_label.values()),
             "frechet_floor": frechet_distance(heldout_vectors, self.train_vectors),
-            "diversity": _mean(diversity(self.train_vectors[train_labels == label]) for label in reference.labels),
+            "diversity": _mean(spread.values()),
             "near_copy_threshold": self.threshold,
             "near_copy_percentile": near_copy_percentile,
             "train_clips": len(train.clips),
@@ -144,18 +144,19 @@ class Scorecard:
             "per_label": {label: {"train_clips": int((train_labels == label).sum()),
                                   "heldout_clips": heldout.labels.count(label),
                                   "accuracy": per_label.get(label, float("nan")),
-                                  "diversity": diversity(self.train_vectors[train_labels == label])}
+                                  "diversity": spread[label]}
                           for label in reference.labels},
         }
 
-    def _vectors(self, clips: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
-        return self.standardise(self.embedding.embed(clips, sample_rate))
+    def _vectors(self, clips: Sequence[np.ndarray], sample_rate: int, features: np.ndarray) -> np.ndarray:
+        """Standardised embedding vectors of ``clips``, whose ``logmel_stats`` are ``features``."""
+        raw = features if isinstance(self.embedding, LogMelStats) else self.embedding.embed(clips, sample_rate)
+        return self.standardise(raw)
 
     def score(self, requests: Sequence[Request], clips: Sequence[np.ndarray], sample_rate: int) -> dict[str, dict]:
         """Figures per mode present in ``requests``: overall and per label, with the flagged near-copies."""
         features = self.features.embed(clips, sample_rate)
-        vectors = features if isinstance(self.embedding, LogMelStats) else self.embedding.embed(clips, sample_rate)
-        vectors = self.standardise(vectors)
+        vectors = self._vectors(clips, sample_rate, features)
         predicted = self.classifier.predict(features)
         nearest, index = nearest_distances(vectors, self.train_vectors)
         report = {}
