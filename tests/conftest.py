@@ -33,6 +33,14 @@ CLIPS_PER_CLASS = 8
 DDIM_25 = SamplerSettings("ddim", 25)
 
 
+# A model small enough to train a few steps in seconds, for tests of the training command's behaviour.
+TINY = ["model.net.channels=[16,32]", "model.net.factors=[1,2]", "model.net.blocks=[1,1]",
+        "model.net.attentions=[false,true]", "model.net.emb_dim=32", "conditioner.dim=16",
+        "data.batch_size=4", "data.dataset.num_items=64", "data.val_dataset.num_items=8",
+        "trainer.val_check_interval=20", "trainer.enable_progress_bar=false", "audio_log.every_n_steps=100000",
+        "checkpoint.every_n_steps=10", "name=killme"]
+
+
 def run_cli(args, cwd, timeout=600, check=True):
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})

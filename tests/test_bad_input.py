@@ -13,8 +13,7 @@ from audiodiff.data import AudioFolder, DatasetError
 from audiodiff.model import ModelLoadError
 from audiodiff.pipeline import AudioDiffusion
 
-from .conftest import cli
-from .test_train_render_cli import TINY, run_cli
+from .conftest import TINY, cli, run_cli
 
 RATE = 16000
 TINY_MODEL = [o for o in TINY if o.startswith(("model.", "conditioner."))]

@@ -11,8 +11,7 @@ import torch
 
 from audiodiff.model import load_checkpoint_file
 
-from .conftest import cli
-from .test_train_render_cli import TINY, run_cli
+from .conftest import TINY, cli, run_cli
 
 KILLS = 10
 

@@ -113,13 +113,6 @@ def test_render_refuses_bad_settings_before_loading(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-TINY = ["model.net.channels=[16,32]", "model.net.factors=[1,2]", "model.net.blocks=[1,1]",
-        "model.net.attentions=[false,true]", "model.net.emb_dim=32", "conditioner.dim=16",
-        "data.batch_size=4", "data.dataset.num_items=64", "data.val_dataset.num_items=8",
-        "trainer.val_check_interval=20", "trainer.enable_progress_bar=false", "audio_log.every_n_steps=100000",
-        "checkpoint.every_n_steps=10", "name=killme"]
-
-
 def test_train_reports_an_empty_data_folder_before_training(tmp_path):
     (tmp_path / "data").mkdir()
     proc = run_cli([cli("audiodiff-train"), "experiment=quickstart", "data=folder",
