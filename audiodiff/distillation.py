@@ -124,10 +124,13 @@ class DistillationTask(L.LightningModule):
             x_next = get_sampler("dpmpp_2m")(teacher, x, fine, disable=True)
         return x, ddim_target(x, x_next, sigma, sigma_next), sigma
 
-    def _loss(self, model: AudioDiffusionModel, batch: dict, labels: torch.Tensor | None, prompts: list,
-              interval: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def _encode(self, batch: dict) -> torch.Tensor:
         with torch.no_grad():
-            x0 = self.teacher.representation.encode(batch["audio"])
+            return self.teacher.representation.encode(batch["audio"])
+
+    def _loss(self, model: AudioDiffusionModel, x0: torch.Tensor, batch: dict, labels: torch.Tensor | None,
+              prompts: list, interval: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Student ``model``'s loss on one interval, for model-space clips ``x0`` of ``batch``."""
         cond = self.teacher.conditioning(labels, prompts, batch["seconds"], len(x0))
         guided = self.hparams.guidance != 1.0
         uncond = self.teacher.conditioning(None, None, batch["seconds"], len(x0)) if guided else None
@@ -141,8 +144,8 @@ class DistillationTask(L.LightningModule):
         labels, prompts = drop_conditions(self.model.conditioner, self._label_ids(batch), list(batch["caption"]),
                                           self.hparams.cond_dropout)
         interval = int(torch.randint(0, self.sampler.steps, ()))
-        loss = check_finite(self._loss(self.model, batch, labels, prompts, interval), self.global_step,
-                            "lower the learning rate (task.lr)")
+        loss = self._loss(self.model, self._encode(batch), batch, labels, prompts, interval)
+        check_finite(loss, self.global_step, "lower the learning rate (task.lr)")
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -151,11 +154,11 @@ class DistillationTask(L.LightningModule):
         gen = torch.Generator().manual_seed(self.hparams.val_batches_seed + batch_idx)
         labels = self._label_ids(batch)
         prompts = [text or None for text in batch["caption"]]
-        shape = self.teacher.representation.encode(batch["audio"][:1]).shape[1:]
+        x0 = self._encode(batch)
         losses = []
         for interval in range(self.sampler.steps):
-            noise = torch.randn((len(batch["audio"]), *shape), generator=gen)
-            losses.append(self._loss(self.ema, batch, labels, prompts, interval, noise))
+            noise = torch.randn(x0.shape, generator=gen).to(x0)
+            losses.append(self._loss(self.ema, x0, batch, labels, prompts, interval, noise))
         self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=len(batch["audio"]))
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:

@@ -279,8 +279,9 @@ def _gain_on_target(audio: np.ndarray, sample_rate: int, loudness: float, before
     low, high = -math.inf, loudness - before + MAX_LIMITING_DB
     gain_db, last, best = loudness - before, None, None
     for _ in range(MAX_LOUDNESS_ROUNDS):
-        gain = limit_to(audio * 10.0 ** (gain_db / 20.0), sample_rate, ceiling - PEAK_HEADROOM_DB, timing)
-        lufs, _ = integrated_loudness(audio * 10.0 ** (gain_db / 20.0) * gain, sample_rate)
+        raised = audio * 10.0 ** (gain_db / 20.0)
+        gain = limit_to(raised, sample_rate, ceiling - PEAK_HEADROOM_DB, timing)
+        lufs, _ = integrated_loudness(raised * gain, sample_rate)
         if best is None or abs(lufs - loudness) < best[0]:
             best = (abs(lufs - loudness), gain_db, gain, lufs)
         if abs(lufs - loudness) <= LOUDNESS_TOLERANCE_LU:
