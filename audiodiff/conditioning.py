@@ -301,7 +301,7 @@ class TextConditioner(nn.Module):
         sequences: list[torch.Tensor] = [self.null_token] * len(prompts)
         if texts:
             token_lists, pooled = self._encode(texts)
-            vector[present] = self.project(pooled)
+            vector[present] = self.project(pooled).to(vector.dtype)  # autocast may run it in bf16
             for i, tokens in zip(present, token_lists, strict=True):
                 sequences[i] = tokens
         length = max(len(s) for s in sequences)
