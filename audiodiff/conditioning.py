@@ -237,6 +237,63 @@ class HashedWordTextEncoder(TextEncoder):
         return tokens, mask, pooled
 
 
+class PrecomputedTextEncoder(TextEncoder):
+    """A frozen encoder's outputs for a fixed set of texts (a dataset's captions and the prompts a run
+    renders), read from a file written by :func:`save_text_embeddings`.
+
+    For training where the encoder itself cannot be loaded (a GPU host without its package or its
+    weights) and for skipping its load time. The file records the encoder's identity and config
+    (``source``), so a model trained with it is a model of that encoder: shipping it means putting
+    ``source`` back in its config. A text outside the file is refused.
+    """
+
+    trainable = False
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        stored = torch.load(path, weights_only=True)
+        self.path = path
+        self.width, self.max_tokens = int(stored["width"]), int(stored["max_tokens"])
+        self.source: dict = stored["source"]
+        self._identity: str = stored["identity"]
+        self._tokens = dict(zip(stored["texts"], stored["tokens"], strict=True))
+
+    @property
+    def identity(self) -> str:
+        return self._identity
+
+    def _lookup(self, text: str) -> torch.Tensor:
+        if text not in self._tokens:
+            raise ValueError(f"text {text!r} is not among the {len(self._tokens)} precomputed in {self.path}; "
+                             f"precompute it too, or use the encoder itself ({self.source.get('_target_')})")
+        return self._tokens[text]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._lookup(text))
+
+    def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        found = [self._lookup(t).float() for t in texts]
+        tokens = nn.utils.rnn.pad_sequence(found, batch_first=True)
+        mask = torch.arange(tokens.shape[1])[None] < torch.tensor([len(t) for t in found])[:, None]
+        pooled = torch.stack([t.mean(0) for t in found])
+        return tokens, mask, pooled
+
+
+def save_text_embeddings(encoder: TextEncoder, source: dict, texts: Sequence[str], path: str,
+                         batch_size: int = 256) -> None:
+    """Encode ``texts`` with the frozen ``encoder`` (built from the config ``source``) and store each
+    text's token embeddings (tokens × width, float16) for :class:`PrecomputedTextEncoder`."""
+    if encoder.trainable:
+        raise ValueError("a trainable text encoder's outputs change as it trains; only a frozen one can be stored")
+    unique = sorted(set(texts))
+    stored: list[torch.Tensor] = []
+    for start in range(0, len(unique), batch_size):
+        tokens, mask, _ = encoder(unique[start:start + batch_size])
+        stored.extend(t[m].half().clone() for t, m in zip(tokens, mask, strict=True))
+    torch.save({"identity": encoder.identity, "source": dict(source), "width": encoder.width,
+                "max_tokens": encoder.max_tokens, "texts": unique, "tokens": stored}, path)
+
+
 class TextConditioner(nn.Module):
     """Text prompts → a pooled vector (batch × dim) and token embeddings for cross-attention.
 

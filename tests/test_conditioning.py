@@ -18,11 +18,13 @@ from audiodiff.conditioning import (
     HashedWordTextEncoder,
     LabelEmbedding,
     MiniLMTextEncoder,
+    PrecomputedTextEncoder,
     PromptTruncatedWarning,
     TextConditioner,
     TextEncoderMismatchError,
     UnknownLabelError,
     UnsupportedConditionError,
+    save_text_embeddings,
 )
 from audiodiff.data.datamodule import DurationBatchSampler
 from audiodiff.data.synthetic import CLASSES, HELD_OUT_PROMPTS, SyntheticSounds, all_captions
@@ -259,3 +261,26 @@ def test_duration_embedding_refuses_a_bad_range():
     with pytest.raises(ValueError, match="min_seconds"):
         DurationEmbedding(8, 0.0, 1.0)
     assert np.isclose(DurationEmbedding(8, 0.5, 2.0).max_seconds, 2.0)
+
+
+def test_precomputed_text_embeddings_stand_in_for_their_encoder(tmp_path):
+    encoder = MiniLMTextEncoder(max_tokens=64)
+    texts = ["coin pickup", "a bright laser shot with a long tail", "sad falling piano melody, slow"]
+    path = str(tmp_path / "embeddings.pt")
+    save_text_embeddings(encoder, {"_target_": "audiodiff.conditioning.MiniLMTextEncoder", "max_tokens": 64},
+                         [*texts, texts[0]], path)
+    stored = PrecomputedTextEncoder(path)
+    assert (stored.identity, stored.width, stored.max_tokens) == (encoder.identity, 384, 64)
+    tokens, mask, pooled = encoder(texts)
+    stored_tokens, stored_mask, stored_pooled = stored(texts)
+    assert torch.equal(stored_mask, mask)
+    assert stored.count_tokens(texts[1]) == int(mask[1].sum()) > int(mask[0].sum())
+    # float16 storage: close to, not equal to, the encoder's float32 output
+    assert torch.allclose(stored_tokens, tokens * mask[..., None], atol=2e-2)
+    assert torch.allclose(stored_pooled, pooled, atol=5e-3)
+    # a model trained on them is a model of the encoder itself
+    TextConditioner(MiniLMTextEncoder(), dim=8, identity=stored.identity)
+    with pytest.raises(ValueError, match="'an unseen prompt' is not among the 3 precomputed"):
+        stored(["an unseen prompt"])
+    with pytest.raises(ValueError, match="trainable"):
+        save_text_embeddings(HashedWordTextEncoder(), {}, texts, path)
