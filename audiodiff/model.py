@@ -122,10 +122,7 @@ class AudioDiffusionModel(nn.Module):
         """Load from a directory written by :meth:`save_pretrained` or from a training checkpoint
         (``.ckpt``; its EMA weights are used). No pickled code is executed: weights come from
         safetensors, or from ``torch.load(weights_only=True)``."""
-        path = Path(path)
-        if not path.exists():
-            raise ModelLoadError(f"{path}: no such model file or directory")
-        config, state = read_model_folder(path) if path.is_dir() else _read_checkpoint(path)
+        config, state = read_model_files(path)
         model = cls.from_config(config, str(path))
         try:
             model.load_state_dict(state)
@@ -234,6 +231,14 @@ class AudioDiffusionModel(nn.Module):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             x = sample_fn(denoiser, x, sigmas, noise=noise, callback=check, disable=disable, **(sampler_options or {}))
         return self.representation.decode(x, self.num_samples(seconds)) if decode else x
+
+
+def read_model_files(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The config and weights of a model folder or training checkpoint (its EMA), without building it."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model file or directory")
+    return read_model_folder(path) if path.is_dir() else _read_checkpoint(path)
 
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from audiodiff.audio import save_audio
 from audiodiff.conditioning import Conditioner
-from audiodiff.model import AudioDiffusionModel
+from audiodiff.model import AudioDiffusionModel, read_model_files
 from audiodiff.pipeline import SamplerSettings
 from audiodiff.prompts import slug
 
@@ -89,12 +89,15 @@ class DiffusionTask(L.LightningModule):
     both labels and text drops each of them with probability ``cond_dropout ** 0.5``, so it also
     learns from a label alone and from a prompt alone. After
     ``warmup_steps`` of linear warm-up the learning rate follows a cosine down to ``min_lr_ratio``
-    times ``lr`` at ``trainer.max_steps`` (``lr_decay=false`` keeps it constant).
+    times ``lr`` at ``trainer.max_steps`` (``lr_decay=false`` keeps it constant). ``init_from`` (a
+    model folder or checkpoint of the same config) starts a new run from its weights, without its
+    optimizer state: fine-tuning, or moving a run to a machine its checkpoint cannot travel to.
     """
 
     def __init__(self, model: dict, lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 100,
                  lr_decay: bool = True, min_lr_ratio: float = 0.1, ema_decay: float = 0.999,
-                 cond_dropout: float = 0.1, stats_batches: int = 4, val_noise_levels: int = 8) -> None:
+                 cond_dropout: float = 0.1, stats_batches: int = 4, val_noise_levels: int = 8,
+                 init_from: str | None = None) -> None:
         super().__init__()
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
@@ -106,8 +109,20 @@ class DiffusionTask(L.LightningModule):
         self.model = AudioDiffusionModel.from_config(model)
         # with the text encoder's identity filled in, and a loaded vocoder kept as its architecture
         self.hparams["model"] = self.model.config
+        if init_from is not None:
+            self._start_from(init_from)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
+
+    def _start_from(self, path: str) -> None:
+        """Take a trained model's weights (a checkpoint's EMA) as the starting point. Only the weights:
+        the model is not built from its files, so its text encoder need not be installed here."""
+        _, state = read_model_files(path)
+        try:
+            self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        except RuntimeError as err:
+            raise ValueError(f"task.init_from={path}: its weights do not fit the configured model ({err})") from None
+        log.info("starting from the weights of %s", path)
 
     @classmethod
     def from_run_config(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> DiffusionTask:

@@ -120,3 +120,18 @@ def test_train_reports_an_empty_data_folder_before_training(tmp_path):
     assert proc.returncode != 0
     assert "no audio files found" in proc.stderr
     assert not (tmp_path / "runs" / "quickstart" / "checkpoints").exists()
+
+
+def test_a_new_run_can_start_from_a_trained_models_weights(quickstart_run):
+    from audiodiff.model import read_model_files
+    from audiodiff.training import DiffusionTask
+
+    folder = quickstart_run / "model"
+    config, weights = read_model_files(folder)
+    task = DiffusionTask(model=config, init_from=str(folder))
+    for name, tensor in task.ema.state_dict().items():
+        assert torch.equal(tensor, weights[name].to(tensor.dtype)), name
+    assert task.model.representation.statistics_fitted  # its normalisation comes along, not refitted
+    config["net"]["channels"] = [c // 2 for c in config["net"]["channels"]]
+    with pytest.raises(ValueError, match="task.init_from=.*do not fit the configured model"):
+        DiffusionTask(model=config, init_from=str(folder))
