@@ -4,6 +4,7 @@ with a tiny reference folder (mechanics, not quality)."""
 
 import csv
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -292,3 +293,21 @@ def test_an_unknown_label_in_the_model_and_the_missing_default_model_are_named(t
     monkeypatch.setattr("audiodiff.model_files.PRETRAINED_DIR", tmp_path / "no-shipped-models")
     assert run(default) == 2
     assert "ships no default model" in capsys.readouterr().err
+
+
+def test_a_model_is_sampled_with_its_own_settings_unless_the_command_line_picks_a_sampler(
+        tiny_text_model, reference_dir, tmp_path):
+    import yaml
+
+    student = tmp_path / "student"
+    shutil.copytree(tiny_text_model, student)
+    config = yaml.safe_load((student / "config.yaml").read_text())
+    config["sampling"] = {"name": "ddim", "steps": 4, "schedule": "karras", "guidance": 1.5}
+    (student / "config.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "eval.json"
+    done = subprocess.run(eval_cmd(f"reference={reference_dir}", f"checkpoint={student}", f"out={out}",
+                                   "condition=labels"), capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    sampler = json.loads(out.read_text())["settings"]["sampler"]
+    # the model's DDIM and guidance, with the command line's sampler.steps=3 on top
+    assert (sampler["name"], sampler["steps"], sampler["guidance"]) == ("ddim", 3, 1.5)

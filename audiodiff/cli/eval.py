@@ -85,19 +85,21 @@ def evaluate(cfg: DictConfig) -> dict:
     """Run the evaluation as configured and return the report (see the README)."""
     import torch
 
+    from audiodiff.cli.render import choose_sampler
     from audiodiff.embeddings import LogMelStats
     from audiodiff.pipeline import AudioDiffusion, SamplerSettings
     from audiodiff.reference import ReferenceSet
     from audiodiff.scorecard import Scorecard, default_seconds, plan, render
 
     _check_settings(cfg)
-    sampler = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
+    SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
     checkpoint = _checkpoint(cfg)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     labels = None if cfg.labels is None else [str(label) for label in cfg.labels]
     reference = ReferenceSet.load(cfg.reference, LogMelStats().sample_rate, labels)
     pipe = AudioDiffusion.from_pretrained(checkpoint, device=cfg.device)
+    sampler = choose_sampler(cfg, pipe.default_sampler)
     modes = _modes(cfg.condition, pipe, reference)
     if cfg.seconds is None:
         seconds = default_seconds(reference, pipe)
