@@ -6,12 +6,14 @@ The model (a folder or a training checkpoint, vocoder weights included) is loade
 weights are stored as float16 (half the bytes; they are widened back to float32 when loaded, and the
 script checks that the float16 copy renders the same clips to within ``--tolerance`` of the float32
 one, in the model's normalised log-mel), and the folder is written through temporary files. It refuses
-to write more than ``--max-mb`` megabytes.
+to write more than ``--max-mb`` megabytes. A model trained on precomputed text embeddings
+(``pack.py``) is shipped with the text encoder they came from, whose identity it already records.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from audiodiff.conditioning import PrecomputedTextEncoder
 from audiodiff.model import AudioDiffusionModel
 from audiodiff.model_files import WEIGHTS_FILE, write_model_folder
 from audiodiff.pipeline import SamplerSettings
@@ -29,6 +32,15 @@ from recipes.folder_dataset import fail
 def half_state(model: AudioDiffusionModel) -> dict[str, torch.Tensor]:
     """The model's state with floating-point tensors as float16 (integer buffers as they are)."""
     return {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+
+
+def shipped_config(model: AudioDiffusionModel) -> dict:
+    """The model's config, with a precomputed text encoder replaced by the encoder it stands for."""
+    config = copy.deepcopy(model.config)
+    text = model.conditioner.text
+    if text is not None and isinstance(text.encoder, PrecomputedTextEncoder):
+        config["conditioner"]["text"]["encoder"] = dict(text.encoder.source)
+    return config
 
 
 def render_features(model: AudioDiffusionModel, count: int = 4) -> torch.Tensor:
@@ -62,7 +74,7 @@ def main() -> None:
     if difference > args.tolerance:
         fail(f"float16 weights change the rendered features by {difference:.4f} (mean |difference|), over "
              f"--tolerance {args.tolerance}; ship float32 weights instead")
-    write_model_folder(args.out, model.config, state)
+    write_model_folder(args.out, shipped_config(model), state)
     size = (args.out / WEIGHTS_FILE).stat().st_size / 2**20
     print(f"{args.out}: {size:.1f} MB of float16 weights; float16 against float32 renders differ by "
           f"{difference:.4f} (mean |difference| of normalised log-mel)")
