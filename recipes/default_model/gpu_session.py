@@ -15,8 +15,10 @@ For hosts that have neither the data nor the text encoder and are lent for minut
    and ``logs.tar`` into OUT.
 
 Both runs use the pack's precomputed text embeddings in place of all-MiniLM-L6-v2; the exported
-folders name the encoder itself again. Batches are 4x the CPU recipe's (64 clips), so a few thousand
-steps see as many clips as the CPU's 30000.
+folders name the encoder itself again. A step of this small U-Net is some 6000 operator calls, each
+dispatched from Python, so on a GPU the step time is likely set by that dispatch rather than by the
+batch (the first session ran batches of 64 at 11.5 steps/s on an H200; the probe's profile will tell).
+Batches are therefore 256 clips by default (16x the CPU recipe's).
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def main() -> None:
     parser.add_argument("pack", type=Path, help="the folder pack.py wrote")
     parser.add_argument("out", type=Path, help="where teacher.tar, student.tar and logs.tar go")
     parser.add_argument("--minutes", type=float, default=9.0, help="wall time for the whole session")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="clips per step (default 256)")
     parser.add_argument("--probe-steps", type=int, default=300, help="teacher steps timed first (in the warm-up)")
     parser.add_argument("--steps-per-second", type=float,
                         help="this host's teacher steps per second, known from an earlier session: no probe")
@@ -102,7 +105,7 @@ def main() -> None:
     parser.add_argument("--student-cost", type=float, default=3.5,
                         help="a student step's time over a teacher step's (the teacher's ODE substeps)")
     parser.add_argument("--student-steps", type=int, default=6, help="sampling steps of the student")
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=12, help="data loader processes")
     parser.add_argument("--override", action="append", default=[],
                         help="a Hydra override for both runs (repeatable); trainer.accelerator=cpu rehearses it")
     args = parser.parse_args()
