@@ -30,7 +30,14 @@ from audiodiff.conditioning import Conditioning
 from audiodiff.diffusion import Denoiser, get_sampler, make_sigmas
 from audiodiff.model import AudioDiffusionModel
 from audiodiff.pipeline import SamplerSettings
-from audiodiff.training import AudioSampleLogger, check_finite, drop_conditions, ema_update, warmup_cosine_optimizer
+from audiodiff.training import (
+    AudioSampleLogger,
+    check_finite,
+    drop_conditions,
+    ema_update,
+    load_weights,
+    warmup_cosine_optimizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +53,14 @@ class DistillationTask(L.LightningModule):
     """Trains a student of the model at ``teacher`` (a model folder or training checkpoint) to sample
     in ``steps`` DDIM steps on a Karras grid. ``guidance`` is the teacher's classifier-free guidance
     the student learns to reproduce without guidance (1: none). ``cond_dropout`` drops labels and
-    prompts as in training, so the student still renders from a label alone or a prompt alone."""
+    prompts as in training, so the student still renders from a label alone or a prompt alone.
+    ``student_from`` starts the student from an earlier student of the same step count (one distilled
+    from an earlier version of the teacher, say) instead of from the teacher."""
 
     def __init__(self, teacher: str, steps: int = 8, teacher_substeps: int = 4, guidance: float = 1.0,
                  lr: float = 1e-4, warmup_steps: int = 100, lr_decay: bool = True, min_lr_ratio: float = 0.1,
-                 ema_decay: float = 0.999, cond_dropout: float = 0.1, val_batches_seed: int = 0) -> None:
+                 ema_decay: float = 0.999, cond_dropout: float = 0.1, val_batches_seed: int = 0,
+                 student_from: str | None = None) -> None:
         super().__init__()
         if not 1 <= int(steps) <= 64 or int(steps) != steps:
             raise ValueError(f"steps (the student's) must be an integer from 1 to 64, got {steps}")
@@ -65,6 +75,11 @@ class DistillationTask(L.LightningModule):
         if not self.teacher.representation.statistics_fitted:
             raise ValueError(f"{teacher}: the teacher was never trained (its normalisation is not fitted)")
         self.model = copy.deepcopy(self.teacher).requires_grad_(True).train()
+        if student_from is not None:
+            earlier = (load_weights(self.model, student_from, "task.student_from").get("sampling") or {}).get("steps")
+            if earlier != int(steps):
+                raise ValueError(f"task.student_from={student_from} samples in {earlier} steps, not {int(steps)}: "
+                                 f"a student continues only at its own step count")
         self.sampler = SamplerSettings(name="ddim", steps=int(steps), schedule="karras", guidance=1.0)
         self.model.sampling = {"name": "ddim", "steps": int(steps), "schedule": "karras", "guidance": 1.0}
         self.model.config = {**self.teacher.config, "sampling": self.model.sampling}

@@ -48,6 +48,19 @@ def warmup_cosine_optimizer(params, lr: float, weight_decay: float, warmup_steps
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def load_weights(model: AudioDiffusionModel, path: str, key: str) -> dict:
+    """Load a trained model's weights (a checkpoint's EMA) into ``model`` and return that model's
+    config. Only the weights: the model is not built from its files, so its text encoder need not be
+    installed here. A mismatch is a ValueError naming the config ``key``."""
+    config, state = read_model_files(path)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as err:
+        raise ValueError(f"{key}={path}: its weights do not fit the configured model ({err})") from None
+    log.info("starting from the weights of %s", path)
+    return config
+
+
 def check_finite(loss: torch.Tensor, step: int, advice: str) -> torch.Tensor:
     """``loss``, or a FloatingPointError naming the step and what to do when it is NaN or infinite."""
     if not torch.isfinite(loss):
@@ -110,19 +123,9 @@ class DiffusionTask(L.LightningModule):
         # with the text encoder's identity filled in, and a loaded vocoder kept as its architecture
         self.hparams["model"] = self.model.config
         if init_from is not None:
-            self._start_from(init_from)
+            load_weights(self.model, init_from, "task.init_from")
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
-
-    def _start_from(self, path: str) -> None:
-        """Take a trained model's weights (a checkpoint's EMA) as the starting point. Only the weights:
-        the model is not built from its files, so its text encoder need not be installed here."""
-        _, state = read_model_files(path)
-        try:
-            self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-        except RuntimeError as err:
-            raise ValueError(f"task.init_from={path}: its weights do not fit the configured model ({err})") from None
-        log.info("starting from the weights of %s", path)
 
     @classmethod
     def from_run_config(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> DiffusionTask:

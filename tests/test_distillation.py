@@ -62,3 +62,19 @@ def test_render_samples_a_student_its_own_way_unless_told_otherwise(student_run,
         run_cli([*base, f"out_dir={out}", *extra], tmp_path)
         (entry,) = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
         assert (entry["sampler"], entry["steps"]) == expected
+
+
+def test_a_student_continues_from_an_earlier_student_of_its_step_count(quickstart_run, student_run):
+    from audiodiff.distillation import DistillationTask
+    from audiodiff.model import read_model_files
+
+    earlier = student_run / "model"
+    _, weights = read_model_files(earlier)
+    task = DistillationTask(teacher=str(quickstart_run / "model"), steps=STUDENT_STEPS, student_from=str(earlier))
+    for name, tensor in task.model.state_dict().items():
+        assert torch.equal(tensor, weights[name].to(tensor.dtype)), name
+    # and not the teacher's, which the student would otherwise start from
+    pairs = zip(task.model.net.parameters(), task.teacher.net.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
+    with pytest.raises(ValueError, match=f"samples in {STUDENT_STEPS} steps, not {STUDENT_STEPS + 2}"):
+        DistillationTask(teacher=str(quickstart_run / "model"), steps=STUDENT_STEPS + 2, student_from=str(earlier))
