@@ -150,6 +150,9 @@ def session(args: argparse.Namespace, deadline: float, work: Path, logs: Path) -
     export_seconds = 30.0
     left = deadline - time.monotonic() - 2 * export_seconds - 2 * overhead
     teacher_seconds = args.teacher_share * left
+    if teacher_seconds < 60:
+        sys.exit(f"--minutes {args.minutes:g} leaves {teacher_seconds:.0f} s for the teacher after the runs' start-up, "
+                 f"the probe and the exports; give at least {args.minutes + (60 - teacher_seconds) / 60 + 1:.0f}")
     teacher_steps = done_steps + int(rate * teacher_seconds)
     log.info("teacher: %.1f steps/s; %d steps in %.0f s", rate, teacher_steps, teacher_seconds)
     train([*teacher, f"trainer.max_steps={teacher_steps}", f"+trainer.max_time={clock(teacher_seconds + overhead)}"],
