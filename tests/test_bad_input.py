@@ -142,6 +142,24 @@ def test_pickle_payload_is_refused_by_render_and_training_resume(tmp_path):
     assert not marker.exists()
 
 
+def test_resume_does_not_need_the_folder_the_run_started_from(tmp_path):
+    import shutil
+
+    def train(name: str, steps: int, *extra: str):
+        return run_cli([cli("audiodiff-train"), "experiment=quickstart", f"name={name}", f"trainer.max_steps={steps}",
+                        "trainer.enable_progress_bar=false", *TINY_MODEL, *extra], tmp_path, check=False, timeout=300)
+
+    assert train("first", 2).returncode == 0
+    start = tmp_path / "start"
+    shutil.copytree(tmp_path / "runs" / "first" / "model", start)
+    assert train("second", 2, f"task.init_from={start}").returncode == 0
+    shutil.rmtree(start)
+    resumed = train("second", 4, f"task.init_from={start}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    log = (tmp_path / "runs" / "second" / "train.log").read_text()
+    assert f"task.init_from={start} is not read again" in log and "finished at step 4" in log
+
+
 def test_model_config_naming_foreign_code_is_refused(tmp_path):
     model_dir = tmp_path / "m"
     model_dir.mkdir()

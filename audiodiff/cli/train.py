@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger("audiodiff.train")
 T = TypeVar("T")
@@ -55,6 +55,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     if max_steps == 0 or max_steps < -1:
         raise ValueError(f"trainer.max_steps must be a positive number of steps (or -1 to train by "
                          f"trainer.max_epochs), got {max_steps}")
+    if last.exists():
+        _drop_starting_weights(cfg)
     datamodule = _build("data", lambda: instantiate(cfg.data))
     task = task_class.from_run_config(cfg, datamodule)
     callbacks = [
@@ -75,6 +77,17 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     export = task.export(run_dir / "model")
     log.info("finished at step %d; model exported to %s", trainer.global_step, export)
     return export
+
+
+def _drop_starting_weights(cfg: DictConfig) -> None:
+    """On resume the checkpoint holds the weights, so the files a new run starts from
+    (``task.init_from``, ``task.student_from``) are not read again: a run that spans sessions must
+    not fail because such a folder was moved or deleted since its first session."""
+    for key in ("init_from", "student_from"):
+        if cfg.task.get(key) is not None:
+            log.info("resuming: task.%s=%s is not read again; the checkpoint holds the weights", key, cfg.task[key])
+            with open_dict(cfg):
+                cfg.task[key] = None
 
 
 def _build(key: str, build: Callable[[], T]) -> T:
