@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -56,6 +57,8 @@ class DistillationTask(L.LightningModule):
     prompts as in training, so the student still renders from a label alone or a prompt alone.
     ``student_from`` starts the student from an earlier student of the same step count (one distilled
     from an earlier version of the teacher, say) instead of from the teacher."""
+
+    starting_weights: ClassVar[tuple[str, ...]] = ("student_from",)  # read by a new run only, not on resume
 
     def __init__(self, teacher: str, steps: int = 8, teacher_substeps: int = 4, guidance: float = 1.0,
                  lr: float = 1e-4, warmup_steps: int = 100, lr_decay: bool = True, min_lr_ratio: float = 0.1,

@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -106,6 +107,8 @@ class DiffusionTask(L.LightningModule):
     model folder or checkpoint of the same config) starts a new run from its weights, without its
     optimizer state: fine-tuning, or moving a run to a machine its checkpoint cannot travel to.
     """
+
+    starting_weights: ClassVar[tuple[str, ...]] = ("init_from",)  # read by a new run only, not on resume
 
     def __init__(self, model: dict, lr: float = 3e-4, weight_decay: float = 0.0, warmup_steps: int = 100,
                  lr_decay: bool = True, min_lr_ratio: float = 0.1, ema_decay: float = 0.999,

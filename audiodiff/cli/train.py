@@ -29,7 +29,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
 
     ``task._target_`` names the LightningModule (the diffusion model's or the vocoder's); it builds
     itself from the config (``from_run_config``), adds its callbacks (``run_callbacks``) and writes
-    the exported folder (``export``).
+    the exported folder (``export``). Its ``starting_weights`` names the ``task`` keys that point at
+    weights a new run starts from (not read again on resume).
     """
     import lightning as L
     import torch
@@ -56,7 +57,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         raise ValueError(f"trainer.max_steps must be a positive number of steps (or -1 to train by "
                          f"trainer.max_epochs), got {max_steps}")
     if last.exists():
-        _drop_starting_weights(cfg)
+        _drop_starting_weights(cfg, getattr(task_class, "starting_weights", ()))
     datamodule = _build("data", lambda: instantiate(cfg.data))
     task = task_class.from_run_config(cfg, datamodule)
     callbacks = [
@@ -79,11 +80,11 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     return export
 
 
-def _drop_starting_weights(cfg: DictConfig) -> None:
-    """On resume the checkpoint holds the weights, so the files a new run starts from
-    (``task.init_from``, ``task.student_from``) are not read again: a run that spans sessions must
-    not fail because such a folder was moved or deleted since its first session."""
-    for key in ("init_from", "student_from"):
+def _drop_starting_weights(cfg: DictConfig, keys: tuple[str, ...]) -> None:
+    """On resume the checkpoint holds the weights, so the files a new run starts from (the task's
+    ``keys``, such as ``task.init_from``) are not read again: a run that spans sessions must not fail
+    because such a folder was moved or deleted since its first session."""
+    for key in keys:
         if cfg.task.get(key) is not None:
             log.info("resuming: task.%s=%s is not read again; the checkpoint holds the weights", key, cfg.task[key])
             with open_dict(cfg):
