@@ -1,6 +1,5 @@
-"""The recipes' data preparation: captions, the game_sfx label mapping, the jingle generator, the
-default model's synthetic lasers and explosions, and the dataset writer. No network; the SoundFont
-render runs only where a SoundFont file is found."""
+"""The recipes' data preparation: captions, the game_sfx label mapping, the jingle generator and the
+dataset writer. No network; the SoundFont render runs only where a SoundFont file is found."""
 
 from __future__ import annotations
 
@@ -14,8 +13,6 @@ import pytest
 
 from audiodiff.data.captions import CaptionBank, CaptionError, tidy
 from recipes import folder_dataset
-from recipes.default_model import prepare as default_prepare
-from recipes.default_model import synthetic_sfx
 from recipes.folder_dataset import DatasetWriter, heldout_names
 from recipes.game_sfx import prepare as game_sfx
 from recipes.jingles import prepare as jingles
@@ -200,37 +197,3 @@ def test_dataset_writer_refuses_a_folder_it_did_not_make(tmp_path):
     with pytest.raises(SystemExit):
         DatasetWriter(tmp_path, "test", {}, 8000).begin()
     assert (tmp_path / "mine.txt").read_text() == "keep me"
-
-
-def _band_energy(audio: np.ndarray, sample_rate: int, low: float, high: float) -> float:
-    spectrum = np.abs(np.fft.rfft(audio)) ** 2
-    freqs = np.fft.rfftfreq(len(audio), 1 / sample_rate)
-    return float(spectrum[(freqs >= low) & (freqs < high)].sum())
-
-
-def test_synthetic_lasers_fall_and_explosions_lose_their_highs_first():
-    sample_rate = 22050
-    for k in range(8):
-        laser = synthetic_sfx.render_laser(np.random.default_rng(k), sample_rate)
-        assert 0.12 <= len(laser) / sample_rate <= 0.45 and np.abs(laser).max() <= 1.0
-        quarter = len(laser) // 4
-        peaks = [np.fft.rfftfreq(quarter, 1 / sample_rate)[np.abs(np.fft.rfft(part)).argmax()]
-                 for part in (laser[:quarter], laser[-quarter:])]
-        assert peaks[1] < 0.7 * peaks[0], peaks  # the fundamental ends at least half an octave lower
-
-        boom = synthetic_sfx.render_explosion(np.random.default_rng(k), sample_rate)
-        assert 0.7 <= len(boom) / sample_rate <= 2.0
-        fifth = len(boom) // 5
-        ratios = [_band_energy(part, sample_rate, 2000, 11025) / _band_energy(part, sample_rate, 0, 250)
-                  for part in (boom[:fifth], boom[-2 * fifth:])]
-        assert ratios[1] < 0.5 * ratios[0], ratios
-
-
-def test_default_model_synthetic_folder_has_captioned_rows_per_label(tmp_path):
-    default_prepare.write_synthetic(tmp_path / "synthetic", clips_per_label=3, seed=0)
-    with (tmp_path / "synthetic" / "metadata.csv").open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    assert sorted(r["label"] for r in rows) == ["explosion"] * 3 + ["laser"] * 3
-    for row in rows:
-        assert (tmp_path / "synthetic" / row["path"]).is_file()
-        assert row["caption"] in game_sfx.BANK.all_captions(row["label"])
