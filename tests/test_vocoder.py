@@ -150,6 +150,16 @@ def test_save_and_load_round_trip(trained, tmp_path):
             torch.testing.assert_close(loaded(mel), expected)
 
 
+def test_init_from_starts_a_new_run_from_trained_weights_and_refuses_other_mel_settings(trained, tmp_path):
+    folder = trained["task"].vocoder.save_pretrained(tmp_path / "voc")
+    probe = synthetic_waves(8, seed=9)
+    started = VocoderTask(vocoder=TINY, init_from=str(folder))
+    assert round_trip_distance(started.vocoder, probe) == pytest.approx(trained["after"], rel=1e-4)
+    assert round_trip_distance(VocoderTask(vocoder=TINY).vocoder, probe) > 1.2 * trained["after"]
+    with pytest.raises(ValueError, match="task.init_from=.*mel settings"):
+        VocoderTask(vocoder={**TINY, "n_mels": TINY["n_mels"] + 8}, init_from=str(folder))
+
+
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(VocoderLoadError, match="no such vocoder"):
         load_vocoder(tmp_path / "missing")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -20,7 +21,7 @@ from audiodiff.vocoders.discriminators import (
     generator_loss,
 )
 from audiodiff.vocoders.losses import LogMelDistance, MultiResolutionSTFTDistance
-from audiodiff.vocoders.vocos import VocosVocoder
+from audiodiff.vocoders.vocos import VocosVocoder, load_vocoder
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,19 @@ class VocoderTask(L.LightningModule):
     ``gain_db`` (dB) so the vocoder sees every level. ``grad_clip`` bounds the gradient norm (the
     task clips itself, so ``trainer.gradient_clip_val`` must be null). The learning rate warms up
     linearly for ``warmup_steps`` and then follows a cosine down to ``min_lr_ratio`` · ``lr`` at
-    ``trainer.max_steps`` (``lr_decay=false`` keeps it constant).
+    ``trainer.max_steps`` (``lr_decay=false`` keeps it constant). ``init_from`` (a vocoder folder,
+    training checkpoint or shipped name such as ``vocos-22k``, with the same architecture and mel
+    settings) starts a new run from its weights: fine-tuning on your own sounds, or training longer.
     """
+
+    starting_weights: ClassVar[tuple[str, ...]] = ("init_from",)  # read by a new run only, not on resume
 
     def __init__(self, vocoder: dict, lr: float = 1e-3, betas: tuple[float, float] = (0.8, 0.99),
                  weight_decay: float = 0.0, warmup_steps: int = 200, lr_decay: bool = True,
                  min_lr_ratio: float = 0.05, mel_weight: float = 1.0, stft_weight: float = 1.0,
                  gain_db: tuple[float, float] = (-24.0, 0.0), grad_clip: float = 10.0, adversarial: bool = False,
-                 adversarial_start: int = 2000, adversarial_weight: float = 1.0, feature_weight: float = 2.0) -> None:
+                 adversarial_start: int = 2000, adversarial_weight: float = 1.0, feature_weight: float = 2.0,
+                 init_from: str | None = None) -> None:
         super().__init__()
         from hydra.utils import instantiate
 
@@ -56,12 +62,25 @@ class VocoderTask(L.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.vocoder: VocosVocoder = instantiate(vocoder)
+        if init_from is not None:
+            self._load_starting_weights(init_from)
         self.mel = self.vocoder.settings.transform()
         self.mel_distance = LogMelDistance(self.vocoder.settings)
         self.stft_distance = MultiResolutionSTFTDistance()
         if adversarial:
             self.period_discriminator = MultiPeriodDiscriminator()
             self.resolution_discriminator = MultiResolutionDiscriminator()
+
+    def _load_starting_weights(self, path: str) -> None:
+        start = load_vocoder(path)
+        if start.settings != self.vocoder.settings:
+            raise ValueError(f"task.init_from={path}: its mel settings {start.settings.as_dict()} differ from the "
+                             f"configured {self.vocoder.settings.as_dict()}")
+        try:
+            self.vocoder.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
+        except RuntimeError as err:
+            raise ValueError(f"task.init_from={path}: its weights do not fit the configured vocoder ({err})") from None
+        log.info("starting from the weights of %s", path)
 
     @classmethod
     def from_run_config(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> VocoderTask:
