@@ -9,7 +9,6 @@ high-water mark (``ru_maxrss``): of this process, and of a fresh process that re
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import platform
@@ -68,13 +67,10 @@ class BenchSettings:
     model_sampler: SamplerSettings | None = None  # the model's own defaults, filled in once it is loaded
 
     def sampler_settings(self, **overrides) -> SamplerSettings:
-        """The sampler preset named by ``sampler``, or (None) the model's own default settings, with
-        ``steps``, ``guidance`` and ``overrides`` replaced where given."""
-        given = {k: v for k, v in {"steps": self.steps, "guidance": self.guidance, **overrides}.items()
-                 if v is not None}
-        if self.sampler is None:
-            return dataclasses.replace(self.model_sampler or SamplerSettings(), **given)
-        return SamplerSettings.preset(self.sampler, **given)
+        """The sampler preset named by ``sampler`` (with the model's guidance), or (None) the model's
+        own default settings, with ``steps``, ``guidance`` and ``overrides`` replaced where given."""
+        return SamplerSettings.choose(self.model_sampler, self.sampler,
+                                      **{"steps": self.steps, "guidance": self.guidance, **overrides})
 
 
 @dataclass

@@ -121,6 +121,18 @@ class SamplerSettings:
         config.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**config)
 
+    @classmethod
+    def choose(cls, model_default: SamplerSettings | None, name: str | None = None, **overrides) -> SamplerSettings:
+        """The settings to sample a model with: its own (``model_default``; None: the class defaults),
+        or the preset ``name`` with the model's guidance and guidance rescale (how strongly a model
+        follows its condition belongs to the model, not to the sampler); then the given fields
+        replaced where they are not None."""
+        base = model_default or cls()
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if name is None:
+            return dataclasses.replace(base, **given)
+        return cls.preset(name, **{"guidance": base.guidance, "guidance_rescale": base.guidance_rescale, **given})
+
 
 def _fit_prompt(text: str | None) -> str | None:
     """A prompt as the pipeline records it: text (or None), at most MAX_PROMPT characters (the
@@ -252,7 +264,7 @@ class AudioDiffusion:
         length). ``sampler`` names a preset of ``conf/sampler/``, whose steps and schedule apply
         unless given (default: the model's own settings, :attr:`default_sampler`: DPM++ 2M SDE,
         20 steps, unless the model says otherwise); ``guidance`` is the classifier-free guidance
-        scale (1: off; default: the model's). ``seed`` makes
+        scale (1: off; default: the model's, also with another ``sampler``). ``seed`` makes
         the result reproducible; clip i uses ``seed + i``. ``post`` picks the post-processing
         (a :class:`~audiodiff.postprocess.PostProcessing` or a dict of its fields, e.g.
         ``{"loudness": -14, "true_peak": -1, "fade_in": True, "fade_out": True}``).
@@ -267,12 +279,8 @@ class AudioDiffusion:
         if isinstance(num, bool) or int(num) != num or num < 1:
             raise ValueError(f"num must be a positive integer, got {num!r}")
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
-        given = {"steps": steps, "schedule": schedule, "guidance": guidance}
-        overrides = {k: v for k, v in given.items() if v is not None}
-        if sampler is None:
-            settings = dataclasses.replace(self.default_sampler, **overrides)
-        else:
-            settings = SamplerSettings.preset(sampler, **overrides)
+        settings = SamplerSettings.choose(self.default_sampler, sampler, steps=steps, schedule=schedule,
+                                          guidance=guidance)
         post = PostProcessing.coerce(post)
         count = len(prompts) * num
         batch_prompts = [p for p in prompts for _ in range(num)]

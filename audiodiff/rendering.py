@@ -94,12 +94,10 @@ def _append_manifest(out_dir: Path, entry: dict) -> None:
 
 def row_sampler(base: SamplerSettings, overrides: dict) -> SamplerSettings:
     """The sampler settings of a row: ``base`` with the row's fields replaced; a row that names
-    another sampler starts from that sampler's preset instead."""
+    another sampler starts from that sampler's preset instead, with ``base``'s guidance."""
     overrides = dict(overrides)
     name = overrides.pop("sampler", None)
-    if name is not None and name != base.name:
-        return SamplerSettings.preset(name, **overrides)
-    return dataclasses.replace(base, **overrides)
+    return SamplerSettings.choose(base, name if name != base.name else None, **overrides)
 
 
 def _check_request(pipe: AudioDiffusion, req: RenderRequest, default_seconds: float | None,

@@ -295,7 +295,7 @@ def test_an_unknown_label_in_the_model_and_the_missing_default_model_are_named(t
     assert "ships no default model" in capsys.readouterr().err
 
 
-def test_a_model_is_sampled_with_its_own_settings_unless_the_command_line_picks_a_sampler(
+def test_a_model_is_sampled_with_its_own_settings_and_keeps_its_guidance_with_a_picked_sampler(
         tiny_text_model, reference_dir, tmp_path):
     import yaml
 
@@ -311,3 +311,10 @@ def test_a_model_is_sampled_with_its_own_settings_unless_the_command_line_picks_
     sampler = json.loads(out.read_text())["settings"]["sampler"]
     # the model's DDIM and guidance, with the command line's sampler.steps=3 on top
     assert (sampler["name"], sampler["steps"], sampler["guidance"]) == ("ddim", 3, 1.5)
+    # another sampler picked on the command line: its preset, still with the model's guidance
+    done = subprocess.run(eval_cmd(f"reference={reference_dir}", f"checkpoint={student}", f"out={out}",
+                                   "condition=labels", "sampler=euler"),
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    sampler = json.loads(out.read_text())["settings"]["sampler"]
+    assert (sampler["name"], sampler["steps"], sampler["guidance"]) == ("euler", 3, 1.5)

@@ -2,7 +2,9 @@ import json
 
 import pytest
 
+from audiodiff.pipeline import SamplerSettings
 from audiodiff.prompts import PromptFileError, derived_seed, read_prompt_file, safe_name
+from audiodiff.rendering import row_sampler
 
 
 def test_csv_rows_are_parsed_with_derived_seeds(tmp_path):
@@ -81,3 +83,12 @@ def test_variations_and_row_sampler_settings(tmp_path):
     assert "num must be an integer from 1 to 100" in reasons[2]
     assert "'c_2' is already used by row 1" in reasons[3]
     assert "guidance must be a number" in reasons[4] and "steps must be an integer" in reasons[5]
+
+
+def test_a_row_naming_another_sampler_keeps_the_base_guidance():
+    base = SamplerSettings("dpmpp_2m_sde", 20, "karras", guidance=2.0)
+    row = row_sampler(base, {"sampler": "heun", "steps": 12})
+    assert (row.name, row.steps, row.guidance) == ("heun", 12, 2.0)
+    assert row.schedule == SamplerSettings.preset("heun").schedule
+    assert row_sampler(base, {"sampler": "heun", "guidance": 1.0}).guidance == 1.0
+    assert row_sampler(base, {"steps": 8}) == SamplerSettings("dpmpp_2m_sde", 8, "karras", guidance=2.0)

@@ -79,6 +79,18 @@ def test_render_works_with_every_sampler_and_records_it(quickstart_run, tmp_path
         assert len(audio) == rate // 2 and np.isfinite(audio).all()
 
 
+def test_a_picked_sampler_keeps_the_models_guidance_unless_guidance_is_given():
+    model = SamplerSettings("dpmpp_2m_sde", 20, "karras", guidance=2.0, guidance_rescale=0.3)
+    assert SamplerSettings.choose(model) == model
+    assert SamplerSettings.choose(model, steps=8, guidance=None) == SamplerSettings(
+        "dpmpp_2m_sde", 8, "karras", guidance=2.0, guidance_rescale=0.3)
+    picked = SamplerSettings.choose(model, "dpmpp_2m", steps=8)
+    assert (picked.name, picked.steps, picked.guidance, picked.guidance_rescale) == ("dpmpp_2m", 8, 2.0, 0.3)
+    assert picked.schedule == SamplerSettings.preset("dpmpp_2m").schedule
+    assert SamplerSettings.choose(model, "ddim", guidance=1.0).guidance == 1.0
+    assert SamplerSettings.choose(None, "ddim") == SamplerSettings.preset("ddim")
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m_sde"])
 def test_same_seed_same_bytes_and_batch_equals_single(quickstart_run, tmp_path, sampler):
     pipe = AudioDiffusion.from_pretrained(quickstart_run / "model")

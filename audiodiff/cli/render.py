@@ -13,7 +13,6 @@ loaded. Exit status: 0 when every row was written (or was already there), 1 when
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -36,25 +35,27 @@ def post_options(cfg: DictConfig) -> dict:
 
 def sampler_overrides() -> tuple[bool, set[str]]:
     """What the command line says about the sampler: whether it picks one (``sampler=NAME``) and
-    which of its fields it sets (``sampler.steps=8`` ...)."""
+    which of its fields it sets (``sampler.steps=8`` ...; ``sampler.options.eta=0.5`` sets ``options``)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return False, set()
     keys = [item.split("=", 1)[0].lstrip("+~") for item in HydraConfig.get().overrides.task]
-    return "sampler" in keys, {k.split(".", 1)[1] for k in keys if k.startswith("sampler.")}
+    return "sampler" in keys, {k.split(".")[1] for k in keys if k.startswith("sampler.")}
 
 
 def choose_sampler(cfg: DictConfig, model_default: SamplerSettings | None) -> SamplerSettings:
-    """The command line's sampler settings, or, when it picks no sampler and the model has settings
-    of its own (a distilled student does), the model's with the fields the command line sets."""
+    """The model's own sampler settings (where it has them), or the preset the command line picks
+    (``sampler=NAME``) with the model's guidance; then the fields the command line sets
+    (``sampler.steps=8`` ...). A model without settings gets the command line's settings as they are."""
     from audiodiff.pipeline import SamplerSettings
 
     settings = OmegaConf.to_container(cfg.sampler, resolve=True)
-    picked, fields = sampler_overrides()
-    if picked or model_default is None:
+    if model_default is None:
         return SamplerSettings(**settings)
-    return dataclasses.replace(model_default, **{k: settings[k] for k in fields if k in settings})
+    picked, fields = sampler_overrides()
+    return SamplerSettings.choose(model_default, settings["name"] if picked else None,
+                                  **{k: settings[k] for k in fields if k in settings})
 
 
 def render(cfg: DictConfig) -> int:
