@@ -72,12 +72,12 @@ class VocoderTask(L.LightningModule):
             self.resolution_discriminator = MultiResolutionDiscriminator()
 
     def _load_starting_weights(self, path: str) -> None:
-        start = load_vocoder(path)
+        start = load_vocoder(path)  # float32, whatever precision the file stores
         if start.settings != self.vocoder.settings:
             raise ValueError(f"task.init_from={path}: its mel settings {start.settings.as_dict()} differ from the "
                              f"configured {self.vocoder.settings.as_dict()}")
         try:
-            self.vocoder.load_state_dict({k: v.float() for k, v in start.state_dict().items()})
+            self.vocoder.load_state_dict(start.state_dict())
         except RuntimeError as err:
             raise ValueError(f"task.init_from={path}: its weights do not fit the configured vocoder ({err})") from None
         log.info("starting from the weights of %s", path)
