@@ -10,7 +10,7 @@ For hosts that have neither the data nor the text encoder and are lent for minut
    (``--steps-per-second`` skips it), with Lightning's simple profiler in its log;
 3. resumes the teacher for as many steps as its share of the time allows, so the cosine schedule
    ends when the time does (Lightning's ``max_time`` guards against a wrong estimate);
-4. distils the student in the time left, the same way;
+4. distils the student in the time left, the same way (``--no-student``: the teacher takes it all);
 5. exports both as float16 model folders (``export.py``) and writes ``teacher.tar``, ``student.tar``
    and ``logs.tar`` into OUT.
 
@@ -74,14 +74,21 @@ def train(overrides: list[str], logfile: Path) -> float:
 
 
 def fit_seconds(logfile: Path) -> float:
-    """Seconds from the start of fitting (the normalisation line) to the run's last log line."""
-    times = {}
+    """Seconds from the start of fitting to the run's last log line. Fitting starts at the latest of
+    Lightning's device report and the normalisation line (absent when ``task.init_from`` brings it)."""
+    starts, end = [], None
     for line in logfile.read_text().splitlines():
         match = STAMP.match(line)
-        if match and ("normalisation" in line or "finished at step" in line):
-            times.setdefault("start" if "normalisation" in line else "end",
-                             datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f"))
-    return (times["end"] - times["start"]).total_seconds()
+        if match is None:
+            continue
+        stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        if "normalisation" in line or "GPU available" in line:
+            starts.append(stamp)
+        elif "finished at step" in line:
+            end = stamp
+    if not starts or end is None:
+        sys.exit(f"cannot time the probe: no start or end line in {logfile}")
+    return (end - max(starts)).total_seconds()
 
 
 def clock(seconds: float) -> str:
@@ -105,6 +112,8 @@ def main() -> None:
     parser.add_argument("--student-cost", type=float, default=3.5,
                         help="a student step's time over a teacher step's (the teacher's ODE substeps)")
     parser.add_argument("--student-steps", type=int, default=6, help="sampling steps of the student")
+    parser.add_argument("--student", action=argparse.BooleanOptionalAction, default=True,
+                        help="distil a student after the teacher (--no-student: the teacher gets all the time)")
     parser.add_argument("--workers", type=int, default=12, help="data loader processes")
     parser.add_argument("--override", action="append", default=[],
                         help="a Hydra override for both runs (repeatable); trainer.accelerator=cpu rehearses it")
@@ -148,8 +157,10 @@ def session(args: argparse.Namespace, deadline: float, work: Path, logs: Path) -
         done_steps = args.probe_steps
     overhead = 45.0  # a run's start (imports, data, model) and end (checkpoint, export)
     export_seconds = 30.0
-    left = deadline - time.monotonic() - 2 * export_seconds - 2 * overhead
-    teacher_seconds = args.teacher_share * left
+    left = deadline - time.monotonic() - export_seconds - overhead
+    if args.student:
+        left -= export_seconds + overhead
+    teacher_seconds = (args.teacher_share if args.student else 1.0) * left
     if teacher_seconds < 60:
         sys.exit(f"--minutes {args.minutes:g} leaves {teacher_seconds:.0f} s for the teacher after the runs' start-up, "
                  f"the probe and the exports; give at least {args.minutes + (60 - teacher_seconds) / 60 + 1:.0f}")
@@ -158,7 +169,8 @@ def session(args: argparse.Namespace, deadline: float, work: Path, logs: Path) -
     train([*teacher, f"trainer.max_steps={teacher_steps}", f"+trainer.max_time={clock(teacher_seconds + overhead)}"],
           logs / "teacher.log")
     export("runs/default_model/model", work / "teacher", args.out / "teacher.tar")
-
+    if not args.student:
+        return
     left = deadline - time.monotonic() - export_seconds - overhead
     student_steps = int(rate / args.student_cost * left)
     log.info("student: %d steps in %.0f s", student_steps, left)
