@@ -156,7 +156,7 @@ def test_init_from_starts_a_new_run_from_trained_weights_and_refuses_other_mel_s
     started = VocoderTask(vocoder=TINY, init_from=str(folder))
     assert round_trip_distance(started.vocoder, probe) == pytest.approx(trained["after"], rel=1e-4)
     assert round_trip_distance(VocoderTask(vocoder=TINY).vocoder, probe) > 1.2 * trained["after"]
-    with pytest.raises(ValueError, match="task.init_from=.*mel settings"):
+    with pytest.raises(MelSettingsMismatch, match="task.init_from=.*mel settings.*n_mels"):
         VocoderTask(vocoder={**TINY, "n_mels": TINY["n_mels"] + 8}, init_from=str(folder))
 
 

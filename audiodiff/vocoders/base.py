@@ -21,6 +21,11 @@ class MelSettings:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def differences(self, other: MelSettings) -> dict[str, tuple]:
+        """The settings that differ: name → (this value, the other's)."""
+        theirs = other.as_dict()
+        return {k: (v, theirs[k]) for k, v in self.as_dict().items() if theirs[k] != v}
+
     def transform(self) -> torchaudio.transforms.MelSpectrogram:
         """The mel power spectrogram of these settings: batch × samples → batch × n_mels × frames,
         with ``samples // hop_length + 1`` frames (centred, reflect-padded frames, Slaney mel scale)."""

@@ -21,7 +21,7 @@ from audiodiff.vocoders.discriminators import (
     generator_loss,
 )
 from audiodiff.vocoders.losses import LogMelDistance, MultiResolutionSTFTDistance
-from audiodiff.vocoders.vocos import VocosVocoder, load_vocoder
+from audiodiff.vocoders.vocos import MelSettingsMismatch, VocosVocoder, load_vocoder
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,10 @@ class VocoderTask(L.LightningModule):
     def _load_starting_weights(self, path: str) -> None:
         start = load_vocoder(path)  # float32, whatever precision the file stores
         if start.settings != self.vocoder.settings:
-            raise ValueError(f"task.init_from={path}: its mel settings {start.settings.as_dict()} differ from the "
-                             f"configured {self.vocoder.settings.as_dict()}")
+            raise MelSettingsMismatch(
+                f"task.init_from={path}: its mel settings differ from the configured vocoder's (theirs vs "
+                f"configured: {start.settings.differences(self.vocoder.settings)}); start from a vocoder with "
+                "these settings or train from scratch (task.init_from=null)")
         try:
             self.vocoder.load_state_dict(start.state_dict())
         except RuntimeError as err:

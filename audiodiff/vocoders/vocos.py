@@ -114,12 +114,11 @@ class VocosVocoder(nn.Module):
     def bind(self, settings: MelSettings) -> None:
         """Check that the representation this vocoder serves uses its mel settings."""
         if settings != self.settings:
-            differ = {k: (v, settings.as_dict()[k]) for k, v in self.settings.as_dict().items()
-                      if settings.as_dict()[k] != v}
             raise MelSettingsMismatch(
                 f"the neural vocoder was trained for mel settings {self.settings.as_dict()} but the representation "
-                f"uses {settings.as_dict()} (differing, vocoder vs representation: {differ}); train a vocoder "
-                f"with these settings or use vocoder=griffin_lim")
+                f"uses {settings.as_dict()} (differing, vocoder vs representation: "
+                f"{self.settings.differences(settings)}); train a vocoder with these settings or use "
+                "vocoder=griffin_lim")
 
     def _frame_positions(self, start: int, frames: int, device: torch.device) -> torch.Tensor:
         """(2 · position_harmonics) × frames sine/cosine of each frame's place in the phase period."""
