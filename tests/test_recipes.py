@@ -16,6 +16,7 @@ from recipes import folder_dataset
 from recipes.folder_dataset import DatasetWriter, heldout_names
 from recipes.game_sfx import prepare as game_sfx
 from recipes.jingles import prepare as jingles
+from recipes.vocoder import prepare as vocoder_data
 
 
 def test_captions_vary_and_never_use_a_held_out_phrasing():
@@ -197,3 +198,26 @@ def test_dataset_writer_refuses_a_folder_it_did_not_make(tmp_path):
     with pytest.raises(SystemExit):
         DatasetWriter(tmp_path, "test", {}, 8000).begin()
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_vocoder_data_adds_every_nth_training_jingle_and_holds_none_out(tmp_path, monkeypatch):
+    from audiodiff.audio import save_audio
+
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(5512) / 22050).astype(np.float32)
+    for name in ("rec_a", "rec_b", "rec_c", "rec_d"):
+        save_audio(tmp_path / "recordings" / f"{name}.wav", tone, 22050)
+    for i in range(6):
+        save_audio(tmp_path / "jingles" / "train" / f"jingle_{i:02d}.wav", tone, 22050)
+    save_audio(tmp_path / "jingles" / "heldout" / "jingle_99.wav", tone, 22050)
+    monkeypatch.setattr(vocoder_data, "SOURCES", {
+        "rec": (lambda cache: sorted((tmp_path / "recordings").glob("*.wav")), "n/a")})
+    out = tmp_path / "out"
+    assert vocoder_data.main(["--out", str(out), "--heldout-every", "4", "--jingles", str(tmp_path / "jingles"),
+                              "--jingles-every", "2"]) == 0
+    assert sorted(p.name for p in (out / "train").glob("jingles__*")) == [
+        "jingles__jingle_00.wav", "jingles__jingle_02.wav", "jingles__jingle_04.wav"]
+    assert [p.name for p in (out / "heldout").iterdir()] == ["rec__rec_c.wav"]
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sum(r["source"] == "jingles" for r in rows) == 3
+    with pytest.raises(SystemExit):
+        vocoder_data.main(["--out", str(out), "--jingles", str(tmp_path / "nothing_here")])

@@ -8,6 +8,10 @@ script checks that the float16 copy renders the same clips to within ``--toleran
 one, in the model's normalised log-mel), and the folder is written through temporary files. It refuses
 to write more than ``--max-mb`` megabytes. A model trained on precomputed text embeddings
 (``pack.py``) is shipped with the text encoder they came from, whose identity it already records.
+``--vocoder`` (a vocoder folder, ``.ckpt`` or shipped name) replaces the vocoder the model carries, e.g.
+to re-ship the default model with a retrained ``vocos-22k``:
+
+    python recipes/default_model/export.py audiodiff/pretrained/default audiodiff/pretrained/default --vocoder vocos-22k
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from audiodiff.conditioning import PrecomputedTextEncoder
 from audiodiff.model import AudioDiffusionModel
 from audiodiff.model_files import WEIGHTS_FILE, write_model_folder
 from audiodiff.pipeline import SamplerSettings
+from audiodiff.vocoders import VocoderLoadError, load_vocoder
 from recipes.folder_dataset import fail
 
 
@@ -57,12 +62,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, help="a model folder or training checkpoint")
     parser.add_argument("out", type=Path, help="the folder to write (e.g. audiodiff/pretrained/default)")
+    parser.add_argument("--vocoder", default=None,
+                        help="replace the vocoder the model carries (a folder, .ckpt or shipped name: vocos-22k)")
     parser.add_argument("--max-mb", type=float, default=40.0, help="refuse a larger export (default 40)")
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="largest mean |float16 − float32| of rendered log-mel features allowed")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = AudioDiffusionModel.load(args.model)
+    if args.vocoder is not None:
+        try:
+            model.set_vocoder(load_vocoder(args.vocoder))
+        except (VocoderLoadError, ValueError) as err:
+            fail(f"--vocoder {args.vocoder}: {err}")
     state = half_state(model)
     megabytes = sum(t.numel() * t.element_size() for t in state.values()) / 2**20
     if megabytes > args.max_mb:

@@ -12,6 +12,13 @@ Every file is mixed to mono, resampled to 22050 Hz and written as a 16-bit WAV u
 ``OUT/heldout/``. The split is by file and deterministic: every ``--heldout-every``-th file of each source
 (in name order) is held out, so the held-out recordings are never seen in vocoder training. A source that
 cannot be fetched is reported with the command that would fetch it, and the others are still used.
+
+``--jingles DIR`` adds every ``--jingles-every``-th training jingle (in name order) of a folder written by
+``recipes/jingles/prepare.py`` (``DIR/train/``; the default model's ``data/default_model/jingles`` is one)
+to ``OUT/train/``: SoundFont instruments playing steady notes, the sounds the recordings have too few of.
+They are training data only; the held-out recordings stay the same.
+
+    python recipes/vocoder/prepare.py --out data/vocoder_22k --jingles data/default_model/jingles
 """
 
 from __future__ import annotations
@@ -87,9 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/vocoder_22k"), help="output folder")
     parser.add_argument("--cache", type=Path, default=None, help="download cache (default: OUT/.cache)")
     parser.add_argument("--heldout-every", type=int, default=8, help="hold out every N-th file of each source")
+    parser.add_argument("--jingles", type=Path, default=None,
+                        help="a jingles folder (recipes/jingles/prepare.py) whose train/ clips join the training data")
+    parser.add_argument("--jingles-every", type=int, default=4, help="take every N-th training jingle (default 4)")
     args = parser.parse_args(argv)
     if args.heldout_every < 2:
         parser.error(f"--heldout-every must be at least 2, got {args.heldout_every}")
+    if args.jingles_every < 1:
+        parser.error(f"--jingles-every must be at least 1, got {args.jingles_every}")
+    jingles = []
+    if args.jingles is not None:
+        jingles = sorted((args.jingles / "train").glob("*.wav"))[:: args.jingles_every]
+        if not jingles:
+            parser.error(f"--jingles {args.jingles}: no WAV files in {args.jingles / 'train'}; write them first with "
+                         f"python recipes/jingles/prepare.py {args.jingles}")
     cache = args.cache or args.out / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
 
@@ -119,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     if not manifest:
         print("error: no source could be fetched; nothing written", file=sys.stderr)
         return 1
+    for path in jingles:
+        audio, _ = load_audio(path, SAMPLE_RATE, mono=True)
+        target = args.out / "train" / f"jingles__{path.stem}.wav"
+        save_audio(target, audio, SAMPLE_RATE)
+        manifest.append({"path": str(target.relative_to(args.out)), "source": "jingles", "split": "train",
+                         "seconds": round(audio.shape[-1] / SAMPLE_RATE, 3), "original": path.name})
     tmp = tempfile.NamedTemporaryFile("w", dir=args.out, suffix=".tmp", delete=False)
     with tmp:
         for row in manifest:

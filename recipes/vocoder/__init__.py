@@ -1,0 +1,1 @@
+"""The neural vocoder recipe: its data, evaluation and speed benchmark."""
