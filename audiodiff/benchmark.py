@@ -29,6 +29,7 @@ import torch
 from audiodiff.model_files import ModelLoadError
 from audiodiff.model_files import resolve_model as find_model
 from audiodiff.pipeline import AudioDiffusion, SamplerSettings
+from audiodiff.vocoders.vocos import cpu_has_native_bf16
 
 DEFAULT_TRAIN_BATCH = 16  # data.batch_size of conf/data/folder.yaml, for a model whose run config is not beside it
 PROMPT = "a short bright coin pickup"
@@ -147,7 +148,7 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "bf16_native": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "bf16_native": cpu_has_native_bf16(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "load_average": os.getloadavg()}
 
 

@@ -184,8 +184,9 @@ class AudioDiffusionModel(nn.Module):
         samples at ``sample_rate`` (with ``decode=False``, the model-space features before the
         vocoder). ``negative_prompts`` replace the null text in the unconditional branch of guidance.
         ``sigma_range`` is (sigma_min, sigma_max, rho) of the noise-level schedule. ``precision``
-        ``bf16`` runs the network under bfloat16 autocast (the sampler's state, the conditioning and
-        the vocoder stay in float32); see the README's *Performance* section for when it pays.
+        ``bf16`` runs the network under bfloat16 autocast (the sampler's state and the conditioning stay
+        in float32; a neural vocoder has its own ``precision``); see the README's *Performance* section
+        for when it pays.
 
         Each item depends only on its condition and seed, not on the rest of the batch (up to float
         rounding, which Griffin-Lim's phase search can turn into a different but equally valid phase).

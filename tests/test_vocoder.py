@@ -109,12 +109,29 @@ def test_mismatched_mel_settings_are_refused_naming_both():
 @pytest.mark.parametrize("phase_prior", [True, False])
 def test_chunked_decoding_equals_decoding_in_one_go(phase_prior):
     vocoder = tiny_vocoder(phase_prior=phase_prior).eval()
+    vocoder.precision = "fp32"  # bfloat16 rounds differently for other matrix shapes
     mel = torch.rand(1, TINY["n_mels"], 301) * 10
     with torch.no_grad():
         whole = vocoder(mel)
         vocoder.chunk_frames = 40
         chunked = vocoder(mel)
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_backbone_decodes_close_to_float32_and_training_stays_float32():
+    vocoder = load_vocoder("vocos-22k").eval()
+    mel = vocoder.settings.transform()(torch.randn(1, 22050) * 0.1)
+    with torch.no_grad():
+        vocoder.precision = "bf16"
+        half = vocoder(mel)
+        vocoder.precision = "fp32"
+        full = vocoder(mel)
+    assert half.dtype == torch.float32
+    assert 0 < (half - full).pow(2).mean().sqrt() < 0.01 * full.pow(2).mean().sqrt()
+    vocoder.precision = "bf16"
+    assert not vocoder.train()._bf16(mel.device)
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        tiny_vocoder(precision="fp16")
 
 
 def test_short_training_lowers_the_loss(trained):

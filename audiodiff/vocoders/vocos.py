@@ -32,6 +32,12 @@ from audiodiff.vocoders.base import MelSettings
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # vocoders shipped with the package
 MEL_FLOOR = 1e-10  # mel power floor (-100 dB, the representation's floor) before the log
 MAX_MAGNITUDE = 1e3  # clamp on the linear STFT magnitude (a full-scale sine peaks near n_fft / 4)
+BACKBONE_PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bfloat16 autocast pays."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class VocoderLoadError(ModelLoadError):
@@ -69,15 +75,24 @@ class VocosVocoder(nn.Module):
     backbone then runs on chunks of that many frames with enough context on both sides that the
     result equals decoding in one go (the inverse STFT always runs over the whole clip, so there
     are no seams); 0 decodes in one go.
+
+    ``precision`` is how the backbone runs when not training: ``"auto"`` (the default) in bfloat16
+    autocast on a CPU with native bfloat16 (the matrix products take about 60% of the float32 time
+    and the decoded audio moves by about 0.2% of the head's output), else in float32; ``"fp32"``
+    or ``"bf16"`` force one. The magnitude, phase and inverse STFT are always float32. It is a
+    run-time choice, not part of the saved config.
     """
 
     def __init__(self, sample_rate: int = 22050, n_fft: int = 1024, hop_length: int = 256, n_mels: int = 80,
                  f_min: float = 0.0, f_max: float | None = None, dim: int = 192, hidden_dim: int = 576,
                  num_layers: int = 8, kernel_size: int = 7, phase_prior: bool = False,
-                 chunk_frames: int = 0) -> None:
+                 chunk_frames: int = 0, precision: str = "auto") -> None:
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        if precision not in BACKBONE_PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(BACKBONE_PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         if chunk_frames < 0:
             raise ValueError(f"chunk_frames must be 0 (off) or positive, got {chunk_frames}")
         f_max = float(f_max) if f_max is not None else sample_rate / 2
@@ -134,10 +149,17 @@ class VocosVocoder(nn.Module):
         if self.position_harmonics:
             positions = self._frame_positions(start, x.shape[-1], x.device)
             x = torch.cat([x, positions.expand(x.shape[0], -1, -1)], dim=1)
-        x = self.embed_norm(self.embed(x).transpose(1, 2)).transpose(1, 2)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self._bf16(x.device)):
+            x = self.embed_norm(self.embed(x).transpose(1, 2)).transpose(1, 2)
+            for block in self.blocks:
+                x = block(x)
+            out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)
+        return out.float()
+
+    def _bf16(self, device: torch.device) -> bool:
+        if self.training or self.precision == "fp32":
+            return False
+        return self.precision == "bf16" or (device.type == "cpu" and cpu_has_native_bf16())
 
     def _chunked_features(self, mel_power: torch.Tensor) -> torch.Tensor:
         frames, chunk, ctx = mel_power.shape[-1], self.chunk_frames, self.context_frames

@@ -5,7 +5,9 @@
 Both decode the mel power spectrogram of the same ``--seconds`` of audio (a real recording from
 ``--clip`` when given, else noise: the cost does not depend on the content); each is timed
 ``--runs`` times after one warm-up run and the median is reported, with the speed-up over
-Griffin-Lim and the real-time factor (audio seconds per second of decoding).
+Griffin-Lim and the real-time factor (audio seconds per second of decoding). The vocoder is timed
+with its backbone in float32 and, where this CPU computes bfloat16 natively, also in its default
+``auto`` precision (bfloat16 autocast; ``VocosVocoder.precision``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from audiodiff.audio import fit_length, load_audio
 from audiodiff.vocoders import GriffinLim, load_vocoder
+from audiodiff.vocoders.vocos import cpu_has_native_bf16
 
 
 def median_seconds(fn, runs: int) -> float:
@@ -52,15 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         wave = 0.1 * torch.randn(1, n, generator=torch.Generator().manual_seed(0))
     mel_power = settings.transform()(wave)
+    precisions = ["auto", "fp32"] if cpu_has_native_bf16() else ["fp32"]
+    t_vocoder = {}
     with torch.inference_mode():
-        t_vocoder = median_seconds(lambda: vocoder(mel_power, n), args.runs)
+        for precision in precisions:
+            vocoder.precision = precision
+            t_vocoder[precision] = median_seconds(lambda: vocoder(mel_power, n), args.runs)
         t_gl = median_seconds(lambda: griffin_lim(mel_power, n), args.runs)
     print(f"{args.seconds:g} s of {settings.sample_rate} Hz audio, torch threads {torch.get_num_threads()}, "
           f"median of {args.runs} runs")
     print("| decoder | ms | x real time | x faster than GL-64 |")
     print("| --- | --- | --- | --- |")
-    print(f"| neural vocoder ({vocoder.num_parameters / 1e6:.2f}M) | {t_vocoder * 1e3:.1f} | "
-          f"{args.seconds / t_vocoder:.0f} | {t_gl / t_vocoder:.1f} |")
+    names = {"auto": "bf16 backbone (default here)", "fp32": "float32"}
+    for precision, seconds in t_vocoder.items():
+        print(f"| neural vocoder ({vocoder.num_parameters / 1e6:.2f}M), {names[precision]} | {seconds * 1e3:.1f} | "
+              f"{args.seconds / seconds:.0f} | {t_gl / seconds:.1f} |")
     print(f"| Griffin-Lim, 64 iterations | {t_gl * 1e3:.1f} | {args.seconds / t_gl:.0f} | 1.0 |")
     return 0
 
