@@ -20,6 +20,7 @@ the diffusion model.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -35,6 +36,7 @@ MAX_MAGNITUDE = 1e3  # clamp on the linear STFT magnitude (a full-scale sine pea
 BACKBONE_PRECISIONS = ("auto", "fp32", "bf16")
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bfloat16 autocast pays."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
