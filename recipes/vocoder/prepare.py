@@ -89,6 +89,14 @@ SOURCES = {
 }
 
 
+def write_clip(out: Path, split: str, source: str, original: Path, audio: np.ndarray) -> dict:
+    """Write one clip (channels × samples at SAMPLE_RATE) as ``out/split/source__name.wav``; its manifest row."""
+    target = out / split / f"{source}__{original.stem}.wav"
+    save_audio(target, audio, SAMPLE_RATE)
+    return {"path": str(target.relative_to(out)), "source": source, "split": split,
+            "seconds": round(audio.shape[-1] / SAMPLE_RATE, 3), "original": original.name}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/vocoder_22k"), help="output folder")
@@ -130,19 +138,13 @@ def main(argv: list[str] | None = None) -> int:
             if np.abs(audio).max() < 1e-4:
                 print(f"warning: skipping {path}: silent", file=sys.stderr)
                 continue
-            target = args.out / split / f"{source}__{path.stem}.wav"
-            save_audio(target, audio, SAMPLE_RATE)
-            manifest.append({"path": str(target.relative_to(args.out)), "source": source, "split": split,
-                             "seconds": round(audio.shape[-1] / SAMPLE_RATE, 3), "original": path.name})
+            manifest.append(write_clip(args.out, split, source, path, audio))
     if not manifest:
         print("error: no source could be fetched; nothing written", file=sys.stderr)
         return 1
     for path in jingles:
         audio, _ = load_audio(path, SAMPLE_RATE, mono=True)
-        target = args.out / "train" / f"jingles__{path.stem}.wav"
-        save_audio(target, audio, SAMPLE_RATE)
-        manifest.append({"path": str(target.relative_to(args.out)), "source": "jingles", "split": "train",
-                         "seconds": round(audio.shape[-1] / SAMPLE_RATE, 3), "original": path.name})
+        manifest.append(write_clip(args.out, "train", "jingles", path, audio))
     tmp = tempfile.NamedTemporaryFile("w", dir=args.out, suffix=".tmp", delete=False)
     with tmp:
         for row in manifest:
