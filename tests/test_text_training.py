@@ -16,8 +16,8 @@ from audiodiff.provenance import read_provenance
 
 from .conftest import cli, run_cli, train_quickstart
 
-# Measured: after 800 steps of quickstart_text (about 2 minutes on 2 CPU cores) held-out phrasings
-# are followed about 0.6 of the time (8 classes, chance 0.125); the full experiment (2000 steps)
+# Measured: after 800 steps of quickstart_text (under 2 minutes on 2 CPU cores) held-out phrasings
+# are followed 0.6 of the time (8 classes, chance 0.125); the full experiment (3500 steps)
 # reaches the figure in the README.
 TEXT_STEPS, TEXT_BAR = 800, 0.40
 SEEDS_PER_PROMPT = 3
