@@ -248,7 +248,8 @@ class AudioDiffusion:
                             f"label {meta['label']!r}" if prompt is None else f"prompt {prompt!r}", seed)
             wave, steps = postprocess(wave, self.sample_rate, post)
             lufs = integrated_loudness(wave, self.sample_rate)[0]
-            peak = true_peak_db(wave, self.sample_rate)
+            peak = next((r["true_peak_dbtp"] for r in steps if r["step"] == "true_peak"), None)
+            peak = true_peak_db(wave, self.sample_rate) if peak is None else peak
             meta.update(post=post.as_dict(), post_steps=steps, lufs=round(lufs, 2) if math.isfinite(lufs) else None,
                         true_peak_dbtp=round(peak, 2) if math.isfinite(peak) else None)
             clips.append(Audio(np.ascontiguousarray(wave, dtype=np.float32), self.sample_rate, meta))

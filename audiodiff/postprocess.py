@@ -334,11 +334,13 @@ def normalize_level(audio: np.ndarray, sample_rate: int, loudness: float | None,
             audio = raised.astype(np.float32)
     if ceiling is not None:
         peak = true_peak_db(audio, sample_rate)
-        record = {"step": "true_peak", "ceiling_dbtp": ceiling, "true_peak_before_dbtp": _round(peak), "gain_db": 0.0}
+        record = {"step": "true_peak", "ceiling_dbtp": ceiling, "true_peak_before_dbtp": _round(peak), "gain_db": 0.0,
+                  "true_peak_dbtp": _round(peak)}
         if peak > ceiling - PEAK_HEADROOM_DB:
             gain_db = ceiling - PEAK_HEADROOM_DB - peak
             audio = (audio * 10.0 ** (gain_db / 20.0)).astype(np.float32)
-            record["gain_db"] = _round(gain_db)
+            # A gain scales the true peak by itself: no second 4x-upsampled measurement needed.
+            record.update(gain_db=_round(gain_db), true_peak_dbtp=_round(peak + gain_db))
         records.append(record)
     if loudness is not None and records[0].get("lufs_before") is not None:
         lufs, _ = integrated_loudness(audio, sample_rate)
@@ -352,7 +354,7 @@ def normalize_level(audio: np.ndarray, sample_rate: int, loudness: float | None,
 
 def postprocess(audio: np.ndarray, sample_rate: int, options: PostProcessing) -> tuple[np.ndarray, list[dict]]:
     """Run the chosen steps on a channels × frames clip; returns the new clip and one record per
-    step (the last, ``measured``, gives the final LUFS and true peak)."""
+    step (with a ceiling, the ``true_peak`` record's ``true_peak_dbtp`` is the final clip's)."""
     audio = np.asarray(audio, dtype=np.float32)
     records = []
     if options.dc:

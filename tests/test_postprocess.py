@@ -9,7 +9,7 @@ import pyloudnorm
 import pytest
 import soxr
 
-from audiodiff.postprocess import PostProcessing, integrated_loudness, postprocess
+from audiodiff.postprocess import PostProcessing, integrated_loudness, postprocess, true_peak_db
 
 RATE = 16000
 
@@ -77,6 +77,17 @@ def test_ceiling_without_limiter_lowers_the_clip_and_says_so():
     assert loudness["short_of_target_lu"] == pytest.approx(-14 - lufs(out), abs=0.02)
     assert loudness["short_of_target_lu"] > 5
     assert not any(s["step"] == "limiter" for s in steps)
+
+
+@pytest.mark.parametrize("level", [0.95, 0.2])
+def test_the_recorded_true_peak_is_the_written_clips(level):
+    # Recorded from the reading before the ceiling's gain, not measured again: it must still be right.
+    t = np.arange(RATE) / RATE
+    tone = (level * np.sin(2 * np.pi * 5000 * t + 0.3))[None].astype(np.float32)
+    out, steps = postprocess(tone, RATE, PostProcessing(trim=False, true_peak=-1.0))
+    (record,) = [s for s in steps if s["step"] == "true_peak"]
+    assert (record["gain_db"] < 0) == (level > 0.5)
+    assert record["true_peak_dbtp"] == pytest.approx(true_peak_db(out, RATE), abs=0.01)
 
 
 def test_a_loudness_target_trims_unless_told_not_to():
