@@ -28,6 +28,19 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot-product attention (batch × heads × length × head dim), ``mask`` True where a key
+    may be attended. On the CPU it is written out: for this U-Net's few dozen frames and tokens the
+    default model's network took 129 ms a batch of 64 on one thread, against 137 ms with PyTorch's
+    fused kernel (the same on two threads or for a batch of 2)."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
 def _group_norm(channels: int) -> nn.GroupNorm:
     groups = math.gcd(channels, 32)
     return nn.GroupNorm(groups, channels)
@@ -72,7 +85,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(self.norm(x)), "b (three h d) t -> three b h t d", three=3, h=self.heads)
-        h = F.scaled_dot_product_attention(q, k, v)
+        h = attention(q, k, v)
         return x + self.out(rearrange(h, "b h t d -> b (h d) t"))
 
 
@@ -104,7 +117,7 @@ class CrossAttention(nn.Module):
             if use_memo:
                 memo[self] = kv
         k, v = rearrange(kv, "b n (two h d) -> two b h n d", two=2, h=self.heads)
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        h = attention(q, k, v, mask[:, None, None, :])
         return x + self.out(rearrange(h, "b h t d -> b (h d) t"))
 
 
