@@ -7,7 +7,9 @@ A :class:`Conditioner` combines up to three parts, each optional and chosen by c
 - :class:`TextConditioner`: a text encoder (pretrained and frozen, or small and trainable) whose
   pooled sentence vector joins the label's path and whose token embeddings feed cross-attention;
 - :class:`DurationEmbedding`: the asked clip length, so one model renders clips of several lengths
-  with the sound ending inside them (timing conditioning, as in Stable Audio).
+  with the sound ending inside them (timing conditioning, as in Stable Audio);
+- :class:`GuidanceEmbedding`: the classifier-free guidance scale, for a model distilled to render
+  guided clips in one network call per step (Meng et al., 2023).
 
 The parts' vectors are summed into one ``batch × dim`` vector (FiLM in every U-Net block). Label and
 text have a learned "null" condition, used when training drops them (classifier-free guidance) and
@@ -394,13 +396,46 @@ class DurationEmbedding(nn.Module):
         return self.mlp(torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1))
 
 
+class GuidanceEmbedding(nn.Module):
+    """A classifier-free guidance scale → batch × dim, via Fourier features of the scale over
+    ``max_guidance``, for a guidance-distilled model.
+
+    The embedding of scale 1 is subtracted, so scale 1 adds nothing: a student built from a
+    teacher starts as the teacher, and at scale 1 it is asked for what the teacher gives unguided.
+    """
+
+    def __init__(self, dim: int = 128, max_guidance: float = 5.0, features: int = 16) -> None:
+        super().__init__()
+        if not max_guidance > 1:
+            raise ValueError(f"max_guidance must be above 1, got {max_guidance}")
+        self.max_guidance = float(max_guidance)
+        self.register_buffer("frequencies", math.pi * torch.arange(1, features + 1, dtype=torch.float32),
+                             persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * features, dim), nn.SiLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def covers(self, guidance: float) -> bool:
+        """Whether ``guidance`` is within the scales the model was distilled for (1 to ``max_guidance``)."""
+        return 1 - 1e-6 <= guidance <= self.max_guidance + 1e-6
+
+    def _embed(self, guidance: torch.Tensor) -> torch.Tensor:
+        phase = (guidance.float() / self.max_guidance)[:, None] * self.frequencies
+        return self.mlp(torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1))
+
+    def forward(self, guidance: torch.Tensor) -> torch.Tensor:
+        return self._embed(guidance) - self._embed(torch.ones_like(guidance[:1]))
+
+
 class Conditioner(nn.Module):
     """Combines the configured parts (each a constructor taking ``dim``, or None) into one
-    :class:`Conditioning`. At least one part is required."""
+    :class:`Conditioning`. At least one of label, text and duration is required; ``guidance``
+    marks a guidance-distilled model."""
 
     def __init__(self, dim: int = 128, label: Callable[..., LabelEmbedding] | None = None,
                  text: Callable[..., TextConditioner] | None = None,
-                 duration: Callable[..., DurationEmbedding] | None = None) -> None:
+                 duration: Callable[..., DurationEmbedding] | None = None,
+                 guidance: Callable[..., GuidanceEmbedding] | None = None) -> None:
         super().__init__()
         if label is None and text is None and duration is None:
             raise ValueError("a Conditioner needs at least one of label, text and duration")
@@ -408,6 +443,7 @@ class Conditioner(nn.Module):
         self.label = label(dim=dim) if label is not None else None
         self.text = text(dim=dim) if text is not None else None
         self.duration = duration(dim=dim) if duration is not None else None
+        self.guidance = guidance(dim=dim) if guidance is not None else None
 
     @property
     def labels(self) -> list[str]:
@@ -441,10 +477,11 @@ class Conditioner(nn.Module):
             self.duration.check(seconds)
 
     def forward(self, label_ids: torch.Tensor | None = None, prompts: Sequence[str | None] | None = None,
-                seconds: torch.Tensor | None = None) -> Conditioning:
-        """Label indices (``null_id`` for none), prompts (None for none) and lengths in seconds, one
-        per item, → :class:`Conditioning`. Parts the model lacks must be left out."""
-        sizes = {len(x) for x in (label_ids, prompts, seconds) if x is not None}
+                seconds: torch.Tensor | None = None, guidance: torch.Tensor | None = None) -> Conditioning:
+        """Label indices (``null_id`` for none), prompts (None for none), lengths in seconds and, for a
+        guidance-distilled model, guidance scales (None: 1), one per item, → :class:`Conditioning`.
+        Parts the model lacks must be left out."""
+        sizes = {len(x) for x in (label_ids, prompts, seconds, guidance) if x is not None}
         if len(sizes) != 1:
             raise ValueError(f"label_ids, prompts and seconds must give one entry per item, got sizes {sizes}")
         batch = sizes.pop()
@@ -465,4 +502,8 @@ class Conditioner(nn.Module):
             if seconds is None:
                 raise ValueError("this model is conditioned on duration: give seconds for every item")
             vector = vector + self.duration(seconds.to(device))
+        if guidance is not None:
+            if self.guidance is None:
+                raise UnsupportedConditionError("guidance scales given, but this model is not guidance-distilled")
+            vector = vector + self.guidance(guidance.to(device))
         return Conditioning(vector, context, mask)

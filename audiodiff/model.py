@@ -140,12 +140,19 @@ class AudioDiffusionModel(nn.Module):
     def has_text(self) -> bool:
         return self.conditioner.text is not None
 
+    @property
+    def guidance_distilled(self) -> bool:
+        """Whether the model renders a guided clip in one network call per step (see
+        :class:`~audiodiff.conditioning.GuidanceEmbedding`)."""
+        return self.conditioner.guidance is not None
+
     def conditioning(self, label_ids: Sequence[int | None] | torch.Tensor | None,
                      prompts: Sequence[str | None] | None, seconds: Sequence[float] | torch.Tensor | None,
-                     batch: int) -> Conditioning:
+                     batch: int, guidance: torch.Tensor | None = None) -> Conditioning:
         """The U-Net's conditioning for ``batch`` items: label indices (None: no label), prompts
-        (None: no prompt) and lengths in seconds; parts the model lacks are skipped, except that a
-        label given to a model without labels is refused."""
+        (None: no prompt), lengths in seconds and, for a guidance-distilled model, guidance scales
+        (None: 1); parts the model lacks are skipped, except that a label given to a model without
+        labels is refused."""
         c = self.conditioner
         if c.label is None:
             given = [] if label_ids is None or isinstance(label_ids, torch.Tensor) else [i for i in label_ids
@@ -162,7 +169,7 @@ class AudioDiffusionModel(nn.Module):
         lengths = None
         if c.duration is not None:
             lengths = seconds if isinstance(seconds, torch.Tensor) else torch.tensor(list(seconds), dtype=torch.float32)
-        return c(ids, prompts if c.text is not None else None, lengths)
+        return c(ids, prompts if c.text is not None else None, lengths, guidance)
 
     def loss(self, wave: torch.Tensor, label_ids: torch.Tensor | None = None,
              prompts: Sequence[str | None] | None = None, seconds: torch.Tensor | None = None) -> torch.Tensor:
@@ -183,6 +190,8 @@ class AudioDiffusionModel(nn.Module):
         where not given; give ``label_ids=None`` for a prompt-only batch): batch × audio channels ×
         samples at ``sample_rate`` (with ``decode=False``, the model-space features before the
         vocoder). ``negative_prompts`` replace the null text in the unconditional branch of guidance.
+        A guidance-distilled model (:attr:`guidance_distilled`) takes ``guidance`` within its distilled
+        range as a condition and needs one network call per step; otherwise guidance costs two.
         ``sigma_range`` is (sigma_min, sigma_max, rho) of the noise-level schedule. ``precision``
         ``bf16`` runs the network under bfloat16 autocast (the sampler's state and the conditioning stay
         in float32; a neural vocoder has its own ``precision``); see the README's *Performance* section
@@ -213,9 +222,18 @@ class AudioDiffusionModel(nn.Module):
         sample_fn = get_sampler(sampler)
         device = next(self.parameters()).device
         lengths = [seconds] * batch
-        cond = self.conditioning(label_ids, prompts, lengths, batch)
-        uncond = self.conditioning(None, negative_prompts, lengths, batch) if guidance != 1.0 else None
-        denoiser = Denoiser(self.net, self.objective, cond, uncond, guidance, guidance_rescale)
+        # A guidance-distilled model is given the scale and called once per step. A negative prompt,
+        # guidance rescale or a scale outside the distilled range takes the two branches of true
+        # guidance, which such a model still has at scale 1.
+        one_call = (self.guidance_distilled and self.conditioner.guidance.covers(guidance) and guidance_rescale == 0
+                    and (negative_prompts is None or all(p is None for p in negative_prompts)))
+        if one_call:
+            cond = self.conditioning(label_ids, prompts, lengths, batch, torch.full((batch,), float(guidance)))
+            denoiser = Denoiser(self.net, self.objective, cond)
+        else:
+            cond = self.conditioning(label_ids, prompts, lengths, batch)
+            uncond = self.conditioning(None, negative_prompts, lengths, batch) if guidance != 1.0 else None
+            denoiser = Denoiser(self.net, self.objective, cond, uncond, guidance, guidance_rescale)
         sigmas = make_sigmas(schedule, steps, *sigma_range).to(device)
         noise = SeededNoise(seeds, device)
         shape = (batch, self.representation.channels, self.num_frames(seconds))
