@@ -370,7 +370,23 @@ class TextConditioner(nn.Module):
         return vector, context, mask
 
 
-class DurationEmbedding(nn.Module):
+class FourierEmbedding(nn.Module):
+    """A scalar per item → batch × dim: sine and cosine features of ``value / scale`` at ``features``
+    multiples of π, through a small MLP."""
+
+    def __init__(self, dim: int, scale: float, features: int = 16) -> None:
+        super().__init__()
+        self.scale = float(scale)
+        self.register_buffer("frequencies", math.pi * torch.arange(1, features + 1, dtype=torch.float32),
+                             persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * features, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        phase = (values.float() / self.scale)[:, None] * self.frequencies
+        return self.mlp(torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1))
+
+
+class DurationEmbedding(FourierEmbedding):
     """The asked clip length in seconds → batch × dim, via Fourier features of seconds / max_seconds.
 
     ``min_seconds``..``max_seconds`` is the range the model was trained on; lengths outside it are
@@ -378,25 +394,18 @@ class DurationEmbedding(nn.Module):
     """
 
     def __init__(self, dim: int = 128, min_seconds: float = 0.5, max_seconds: float = 2.0, features: int = 16) -> None:
-        super().__init__()
         if not 0 < min_seconds <= max_seconds:
             raise ValueError(f"need 0 < min_seconds <= max_seconds, got {min_seconds} and {max_seconds}")
+        super().__init__(dim, max_seconds, features)
         self.min_seconds, self.max_seconds = float(min_seconds), float(max_seconds)
-        self.register_buffer("frequencies", math.pi * torch.arange(1, features + 1, dtype=torch.float32),
-                             persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * features, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def check(self, seconds: float) -> None:
         if not self.min_seconds - 1e-6 <= seconds <= self.max_seconds + 1e-6:
             raise ValueError(f"seconds={seconds:g} is outside the lengths this model was trained on "
                              f"({self.min_seconds:g} to {self.max_seconds:g} s)")
 
-    def forward(self, seconds: torch.Tensor) -> torch.Tensor:
-        phase = (seconds.float() / self.max_seconds)[:, None] * self.frequencies
-        return self.mlp(torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1))
 
-
-class GuidanceEmbedding(nn.Module):
+class GuidanceEmbedding(FourierEmbedding):
     """A classifier-free guidance scale → batch × dim, via Fourier features of the scale over
     ``max_guidance``, for a guidance-distilled model.
 
@@ -405,13 +414,10 @@ class GuidanceEmbedding(nn.Module):
     """
 
     def __init__(self, dim: int = 128, max_guidance: float = 5.0, features: int = 16) -> None:
-        super().__init__()
         if not max_guidance > 1:
             raise ValueError(f"max_guidance must be above 1, got {max_guidance}")
+        super().__init__(dim, max_guidance, features)
         self.max_guidance = float(max_guidance)
-        self.register_buffer("frequencies", math.pi * torch.arange(1, features + 1, dtype=torch.float32),
-                             persistent=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * features, dim), nn.SiLU(), nn.Linear(dim, dim))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
@@ -419,12 +425,8 @@ class GuidanceEmbedding(nn.Module):
         """Whether ``guidance`` is within the scales the model was distilled for (1 to ``max_guidance``)."""
         return 1 - 1e-6 <= guidance <= self.max_guidance + 1e-6
 
-    def _embed(self, guidance: torch.Tensor) -> torch.Tensor:
-        phase = (guidance.float() / self.max_guidance)[:, None] * self.frequencies
-        return self.mlp(torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1))
-
     def forward(self, guidance: torch.Tensor) -> torch.Tensor:
-        return self._embed(guidance) - self._embed(torch.ones_like(guidance[:1]))
+        return super().forward(guidance) - super().forward(torch.ones_like(guidance[:1]))
 
 
 class Conditioner(nn.Module):

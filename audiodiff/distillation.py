@@ -71,6 +71,21 @@ class StudentTask(L.LightningModule):
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
 
+    @classmethod
+    def from_run_config(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> StudentTask:
+        """Build from an ``audiodiff-train`` config (``experiment=... teacher=PATH``): the ``task``
+        node's arguments; the data must be the teacher's kind at its sample rate."""
+        args = OmegaConf.to_container(cfg.task, resolve=True)
+        args.pop("_target_", None)
+        task = cls(**args)
+        task._check_data(cfg, datamodule)
+        log.info("distilling %s: %s", args["teacher"], task.describe())
+        return task
+
+    def describe(self) -> str:
+        """What this student learns, for the log."""
+        raise NotImplementedError
+
     def _check_data(self, cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
         rate = self.teacher.sample_rate
         if int(cfg.sample_rate) != rate:
@@ -104,10 +119,13 @@ class StudentTask(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         ema_update(self.ema, self.model, self.ema_updates, self.hparams.ema_decay)
 
+    def _parameter_groups(self) -> list:
+        return list(self.model.parameters())
+
     def configure_optimizers(self):
         total = self.trainer.max_steps if self.hparams.lr_decay and self.trainer.max_steps > 0 else None
-        return warmup_cosine_optimizer(self.model.parameters(), self.hparams.lr, 0.0, self.hparams.warmup_steps, total,
-                                       self.hparams.min_lr_ratio)
+        return warmup_cosine_optimizer(self._parameter_groups(), self.hparams.lr, 0.0, self.hparams.warmup_steps,
+                                       total, self.hparams.min_lr_ratio)
 
 
 class DistillationTask(StudentTask):
@@ -151,17 +169,9 @@ class DistillationTask(StudentTask):
         self.register_buffer("sigmas", make_sigmas(s.schedule, s.steps, s.sigma_min, s.sigma_max, s.rho),
                              persistent=False)
 
-    @classmethod
-    def from_run_config(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> DistillationTask:
-        """Build from an ``audiodiff-train`` config (``experiment=distill teacher=PATH``): the
-        ``task`` node's arguments; the data must be the teacher's kind at its sample rate."""
-        args = OmegaConf.to_container(cfg.task, resolve=True)
-        args.pop("_target_", None)
-        task = cls(**args)
-        task._check_data(cfg, datamodule)
-        log.info("distilling %s into %d DDIM steps (teacher: %d DPM++ 2M steps per student step, guidance %g)",
-                 args["teacher"], task.sampler.steps, task.hparams.teacher_substeps, task.hparams.guidance)
-        return task
+    def describe(self) -> str:
+        return (f"{self.sampler.steps} DDIM steps (teacher: {self.hparams.teacher_substeps} DPM++ 2M steps per "
+                f"student step, guidance {self.hparams.guidance:g})")
 
     def _targets(self, x0: torch.Tensor, cond: Conditioning, uncond: Conditioning | None, interval: int,
                  noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -251,17 +261,8 @@ class GuidanceDistillationTask(StudentTask):
         assert not unexpected and all(k.startswith("conditioner.guidance.") for k in missing), (missing, unexpected)
         self._start_ema()
 
-    @classmethod
-    def from_run_config(cls, cfg: DictConfig, datamodule: L.LightningDataModule) -> GuidanceDistillationTask:
-        """Build from an ``audiodiff-train`` config (``task=distill_guidance teacher=PATH``); the data
-        must be the teacher's kind at its sample rate."""
-        args = OmegaConf.to_container(cfg.task, resolve=True)
-        args.pop("_target_", None)
-        task = cls(**args)
-        task._check_data(cfg, datamodule)
-        log.info("distilling the guidance of %s (scales 1 to %g) into one network call per step",
-                 args["teacher"], task.hparams.max_guidance)
-        return task
+    def describe(self) -> str:
+        return f"its guidance at scales 1 to {self.hparams.max_guidance:g} in one network call per step"
 
     def _loss(self, model: AudioDiffusionModel, x0: torch.Tensor, batch: dict, labels: torch.Tensor | None,
               prompts: list, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -296,10 +297,7 @@ class GuidanceDistillationTask(StudentTask):
         loss = self._loss(self.ema, self._encode(batch), batch, self._label_ids(batch), prompts, gen)
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["audio"]))
 
-    def configure_optimizers(self):
+    def _parameter_groups(self) -> list:
         new = list(self.model.conditioner.guidance.parameters())
         rest = [p for p in self.model.parameters() if all(p is not q for q in new)]
-        groups = [{"params": rest}, {"params": new, "lr": self.hparams.embedding_lr}]
-        total = self.trainer.max_steps if self.hparams.lr_decay and self.trainer.max_steps > 0 else None
-        return warmup_cosine_optimizer(groups, self.hparams.lr, 0.0, self.hparams.warmup_steps, total,
-                                       self.hparams.min_lr_ratio)
+        return [{"params": rest}, {"params": new, "lr": self.hparams.embedding_lr}]
