@@ -1,7 +1,8 @@
 """The diffusion model as a plain ``nn.Module``: representation + conditioner + U-Net + objective.
 
-It is built from one config (Hydra ``_target_`` nodes) that drives training and inference alike,
-and saved as ``model.safetensors`` + ``config.yaml``. Training (Lightning) and inference (the
+It is built from one config (``_target_`` nodes naming registered classes, see
+:mod:`audiodiff.model_files`) that drives training and inference alike, and saved as
+``model.safetensors`` + ``config.yaml``. Training (Lightning) and inference (the
 pipeline) both sit on top of this module; nothing here imports Lightning.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -18,7 +18,14 @@ from torch import nn
 from audiodiff.conditioning import Conditioner, Conditioning
 from audiodiff.diffusion import Denoiser, DiffusionObjective, SeededNoise, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
-from audiodiff.model_files import ModelLoadError, load_checkpoint_file, read_model_folder, write_model_folder
+from audiodiff.model_files import (
+    MODEL_TARGETS,
+    ModelLoadError,
+    build,
+    check_config,
+    read_model_files,
+    write_model_folder,
+)
 from audiodiff.representations import Representation
 
 MAX_SECONDS = 60.0
@@ -27,20 +34,6 @@ PRECISIONS = ("fp32", "bf16")
 
 class NonFiniteOutputError(RuntimeError):
     """Sampling produced NaN or infinite values."""
-
-
-def check_targets(config: Any, source: str = "config") -> None:
-    """Refuse any ``_target_`` outside the audiodiff package: a model config must not be a way to
-    run arbitrary code when it is loaded."""
-    if isinstance(config, dict):
-        target = config.get("_target_")
-        if target is not None and not str(target).startswith("audiodiff."):
-            raise ModelLoadError(f"{source}: refusing to build {target!r}; only audiodiff classes may be named")
-        for value in config.values():
-            check_targets(value, source)
-    elif isinstance(config, list):
-        for value in config:
-            check_targets(value, source)
 
 
 class AudioDiffusionModel(nn.Module):
@@ -76,18 +69,21 @@ class AudioDiffusionModel(nn.Module):
         return self.conditioner.labels
 
     @classmethod
-    def from_config(cls, config: dict, source: str = "config") -> AudioDiffusionModel:
-        """Build from a resolved config dict (``_target_`` nodes, audiodiff classes only)."""
-        from hydra.utils import instantiate
-
-        check_targets(config, source)
+    def from_config(cls, config: dict, source: str = "config", vocoder_files: bool = False) -> AudioDiffusionModel:
+        """Build from a resolved config dict whose ``_target_`` nodes name registered classes only
+        (:data:`audiodiff.model_files.REGISTRY`); anything else is refused before anything is
+        built. ``vocoder_files``: whether the vocoder may be named by a file to load (a training
+        config's ``vocoder=neural``; never in a saved model)."""
+        check_config(config, source, root=MODEL_TARGETS, vocoder_files=vocoder_files)
+        if config.get("_target_") not in MODEL_TARGETS:
+            raise ModelLoadError(f"{source}: the config builds {config.get('_target_')!r}, not {cls.__name__}")
         try:
-            model = instantiate(config, _convert_="all")
+            model = cls(**{key: build(value, source, vocoder_files) for key, value in config.items()
+                           if key != "_target_"})
+        except ModelLoadError:
+            raise
         except Exception as err:
-            cause = err.__cause__ if err.__cause__ is not None else err
-            raise ModelLoadError(f"{source}: cannot build the model from its config ({cause})") from None
-        if not isinstance(model, cls):
-            raise ModelLoadError(f"{source}: the config builds {type(model).__name__}, not {cls.__name__}")
+            raise ModelLoadError(f"{source}: cannot build the model from its config ({err})") from None
         if model.conditioner.text is not None:
             # Recorded on first build so that the saved model refuses another encoder later.
             config["conditioner"]["text"]["identity"] = model.conditioner.text.encoder.identity
@@ -251,23 +247,3 @@ class AudioDiffusionModel(nn.Module):
             x = sample_fn(denoiser, x, sigmas, noise=noise, callback=check, disable=disable, **(sampler_options or {}))
         return self.representation.decode(x, self.num_samples(seconds)) if decode else x
 
-
-def read_model_files(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The config and weights of a model folder or training checkpoint (its EMA), without building it."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"{path}: no such model file or directory")
-    return read_model_folder(path) if path.is_dir() else _read_checkpoint(path)
-
-
-def _read_checkpoint(path: Path) -> tuple[dict, dict]:
-    """Model config and EMA weights from a Lightning checkpoint, loaded without unpickling code."""
-    ckpt = load_checkpoint_file(path)
-    try:
-        config = ckpt["hyper_parameters"]["model"]
-        state = ckpt["state_dict"]
-    except (KeyError, TypeError):
-        raise ModelLoadError(f"{path}: not an audiodiff training checkpoint (no model config inside)") from None
-    prefix = "ema." if any(k.startswith("ema.") for k in state) else "model."
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return config, weights

@@ -28,7 +28,7 @@ from audiodiff.conditioning import PromptTruncatedWarning
 from audiodiff.diffusion import SAMPLERS, SCHEDULES, get_sampler, make_sigmas
 from audiodiff.diffusion.schedules import SIGMA_MAX, SIGMA_MIN
 from audiodiff.model import PRECISIONS, AudioDiffusionModel, ModelLoadError
-from audiodiff.model_files import resolve_model
+from audiodiff.model_files import get_vocoder, resolve_model
 from audiodiff.postprocess import PostProcessing, integrated_loudness, postprocess, true_peak_db
 from audiodiff.prompts import MAX_PROMPT
 from audiodiff.provenance import describe, info_fields, weights_digest
@@ -178,8 +178,6 @@ class AudioDiffusion:
         vocoder module. A neural vocoder must match the model's mel settings. ``precision="bf16"``
         samples with the network under bfloat16 autocast (faster in batches on CPUs with native
         bfloat16, slower alone; see the README's *Performance* section)."""
-        from audiodiff.vocoders import get_vocoder
-
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         path = resolve_model(path)
         model = AudioDiffusionModel.load(path)

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from audiodiff.audio import save_audio
 from audiodiff.conditioning import Conditioner
-from audiodiff.model import AudioDiffusionModel, read_model_files
+from audiodiff.model import AudioDiffusionModel
+from audiodiff.model_files import read_model_files
 from audiodiff.pipeline import SamplerSettings
 from audiodiff.prompts import slug
 
@@ -122,7 +123,7 @@ class DiffusionTask(L.LightningModule):
         if not 0 <= cond_dropout < 1:
             raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}")
         self.save_hyperparameters()
-        self.model = AudioDiffusionModel.from_config(model)
+        self.model = AudioDiffusionModel.from_config(model, vocoder_files=True)
         # with the text encoder's identity filled in, and a loaded vocoder kept as its architecture
         self.hparams["model"] = self.model.config
         if init_from is not None:

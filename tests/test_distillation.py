@@ -66,7 +66,7 @@ def test_render_samples_a_student_its_own_way_unless_told_otherwise(student_run,
 
 def test_a_student_continues_from_an_earlier_student_of_its_step_count(quickstart_run, student_run):
     from audiodiff.distillation import DistillationTask
-    from audiodiff.model import read_model_files
+    from audiodiff.model_files import read_model_files
 
     earlier = student_run / "model"
     _, weights = read_model_files(earlier)

@@ -135,7 +135,7 @@ def test_train_reports_an_empty_data_folder_before_training(tmp_path):
 
 
 def test_a_new_run_can_start_from_a_trained_models_weights(quickstart_run):
-    from audiodiff.model import read_model_files
+    from audiodiff.model_files import read_model_files
     from audiodiff.training import DiffusionTask
 
     folder = quickstart_run / "model"

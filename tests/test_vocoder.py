@@ -12,16 +12,10 @@ import torch
 from audiodiff.data import AudioMixture, SyntheticSounds
 from audiodiff.data.datamodule import AudioDataModule
 from audiodiff.model import AudioDiffusionModel
+from audiodiff.model_files import VocoderLoadError, load_vocoder, save_vocoder
 from audiodiff.pipeline import AudioDiffusion
 from audiodiff.representations import MelSpectrogram
-from audiodiff.vocoders import (
-    GriffinLim,
-    MelSettings,
-    MelSettingsMismatch,
-    VocoderLoadError,
-    VocosVocoder,
-    load_vocoder,
-)
+from audiodiff.vocoders import GriffinLim, MelSettings, MelSettingsMismatch, VocosVocoder
 from audiodiff.vocoders.losses import LogMelDistance, MultiResolutionSTFTDistance
 from audiodiff.vocoders.training import VocoderTask
 
@@ -161,14 +155,14 @@ def test_save_and_load_round_trip(trained, tmp_path):
     mel = torch.rand(2, TINY["n_mels"], 20)
     with torch.no_grad():
         expected = vocoder(mel)
-        for source in (vocoder.save_pretrained(tmp_path / "voc"), trained["ckpt"]):
+        for source in (save_vocoder(vocoder, tmp_path / "voc"), trained["ckpt"]):
             loaded = load_vocoder(source)
             assert not any(p.requires_grad for p in loaded.parameters())
             torch.testing.assert_close(loaded(mel), expected)
 
 
 def test_init_from_starts_a_new_run_from_trained_weights_and_refuses_other_mel_settings(trained, tmp_path):
-    folder = trained["task"].vocoder.save_pretrained(tmp_path / "voc")
+    folder = save_vocoder(trained["task"].vocoder, tmp_path / "voc")
     probe = synthetic_waves(8, seed=9)
     started = VocoderTask(vocoder=TINY, init_from=str(folder))
     assert round_trip_distance(started.vocoder, probe) == pytest.approx(trained["after"], rel=1e-4)
@@ -198,9 +192,10 @@ def diffusion_config(vocoder: dict) -> dict:
 
 
 def test_embedded_neural_vocoder_survives_save_and_load_without_its_file(trained, tmp_path):
-    vocoder_dir = trained["task"].vocoder.save_pretrained(tmp_path / "voc")
+    vocoder_dir = save_vocoder(trained["task"].vocoder, tmp_path / "voc")
     model = AudioDiffusionModel.from_config(
-        diffusion_config({"_target_": "audiodiff.vocoders.load_vocoder", "checkpoint": str(vocoder_dir)}))
+        diffusion_config({"_target_": "audiodiff.model_files.load_vocoder", "checkpoint": str(vocoder_dir)}),
+        vocoder_files=True)
     features = torch.randn(1, 32, model.num_frames(0.5))
     with torch.no_grad():
         expected = model.representation.decode(features, 4000)
@@ -216,7 +211,7 @@ def test_from_pretrained_swaps_the_vocoder(trained, tmp_path):
     model = AudioDiffusionModel.from_config(diffusion_config({"_target_": "audiodiff.vocoders.GriffinLim",
                                                               "n_iter": 4}))
     model.save_pretrained(tmp_path / "model")
-    vocoder_dir = trained["task"].vocoder.save_pretrained(tmp_path / "voc")
+    vocoder_dir = save_vocoder(trained["task"].vocoder, tmp_path / "voc")
     pipe = AudioDiffusion.from_pretrained(tmp_path / "model", device="cpu", vocoder=vocoder_dir)
     assert isinstance(pipe.model.representation.vocoder, VocosVocoder)
     assert pipe.generate(label="a", seconds=0.25, steps=2, seed=0).samples.shape == (1, 2000)
@@ -224,7 +219,7 @@ def test_from_pretrained_swaps_the_vocoder(trained, tmp_path):
     assert isinstance(AudioDiffusionModel.load(tmp_path / "model_neural").representation.vocoder, VocosVocoder)
     pipe = AudioDiffusion.from_pretrained(tmp_path / "model_neural", device="cpu", vocoder="griffin_lim")
     assert isinstance(pipe.model.representation.vocoder, GriffinLim)
-    other = tiny_vocoder(n_mels=40).save_pretrained(tmp_path / "voc40")
+    other = save_vocoder(tiny_vocoder(n_mels=40), tmp_path / "voc40")
     with pytest.raises(MelSettingsMismatch):
         AudioDiffusion.from_pretrained(tmp_path / "model", device="cpu", vocoder=other)
 

@@ -60,10 +60,9 @@ def choose_sampler(cfg: DictConfig, model_default: SamplerSettings | None) -> Sa
 
 def render(cfg: DictConfig) -> int:
     import torch
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
 
-    from audiodiff.model import MAX_SECONDS, PRECISIONS, ModelLoadError, check_targets
+    from audiodiff.model import MAX_SECONDS, PRECISIONS
+    from audiodiff.model_files import ModelLoadError, build
     from audiodiff.pipeline import AudioDiffusion, SamplerSettings
     from audiodiff.postprocess import PostProcessing
     from audiodiff.prompts import PromptFileError, read_prompt_file
@@ -90,12 +89,11 @@ def render(cfg: DictConfig) -> int:
             torch.set_num_threads(int(cfg.threads))
         vocoder = None
         if cfg.get("vocoder") is not None:
-            check_targets(OmegaConf.to_container(cfg.vocoder, resolve=True), "vocoder")
-            vocoder = instantiate(cfg.vocoder)
+            vocoder = build(OmegaConf.to_container(cfg.vocoder, resolve=True), "vocoder", vocoder_files=True)
         pipe = AudioDiffusion.from_pretrained(cfg.checkpoint, device=cfg.device, vocoder=vocoder,
                                               precision=cfg.precision)
         sampler = choose_sampler(cfg, pipe.default_sampler if pipe.model.sampling else None)
-    except (ValueError, TypeError, RuntimeError, PromptFileError, ModelLoadError, InstantiationException) as err:
+    except (ValueError, TypeError, RuntimeError, PromptFileError, ModelLoadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -34,15 +34,21 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     """
     import lightning as L
     import torch
-    from hydra.utils import get_class, instantiate
+    from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from audiodiff.model import check_targets, load_checkpoint_file
+    from audiodiff.distillation import DistillationTask, GuidanceDistillationTask
+    from audiodiff.model_files import load_checkpoint_file
     from audiodiff.pipeline import SamplerSettings
+    from audiodiff.training import DiffusionTask
+    from audiodiff.vocoders.training import VocoderTask
 
     SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
-    check_targets({"_target_": cfg.task._target_}, "task")
-    task_class = get_class(cfg.task._target_)
+    tasks = {f"{task.__module__}.{task.__name__}": task
+             for task in (DiffusionTask, DistillationTask, GuidanceDistillationTask, VocoderTask)}
+    if cfg.task._target_ not in tasks:
+        raise ValueError(f"task._target_={cfg.task._target_!r} is not a training task; valid: {', '.join(tasks)}")
+    task_class = tasks[cfg.task._target_]
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if last.exists() and not cfg.resume:
@@ -109,7 +115,7 @@ def _main(cfg: DictConfig) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
     from audiodiff.data.folder import DatasetError
-    from audiodiff.model import ModelLoadError
+    from audiodiff.model_files import ModelLoadError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:

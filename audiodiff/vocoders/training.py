@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from audiodiff.model_files import build, load_vocoder, save_vocoder
 from audiodiff.training import warmup_cosine
 from audiodiff.vocoders.discriminators import (
     MultiPeriodDiscriminator,
@@ -21,7 +22,7 @@ from audiodiff.vocoders.discriminators import (
     generator_loss,
 )
 from audiodiff.vocoders.losses import LogMelDistance, MultiResolutionSTFTDistance
-from audiodiff.vocoders.vocos import MelSettingsMismatch, VocosVocoder, load_vocoder
+from audiodiff.vocoders.vocos import MelSettingsMismatch, VocosVocoder
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +51,16 @@ class VocoderTask(L.LightningModule):
                  adversarial_start: int = 2000, adversarial_weight: float = 1.0, feature_weight: float = 2.0,
                  init_from: str | None = None) -> None:
         super().__init__()
-        from hydra.utils import instantiate
-
-        from audiodiff.model import check_targets
-
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if not gain_db[0] <= gain_db[1]:
             raise ValueError(f"gain_db must be (low, high) with low <= high, got {gain_db}")
-        check_targets(vocoder, "task.vocoder")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.vocoder: VocosVocoder = instantiate(vocoder)
+        self.vocoder: VocosVocoder = build(vocoder, "task.vocoder")
+        if not isinstance(self.vocoder, VocosVocoder):
+            raise ValueError(f"task.vocoder builds {type(self.vocoder).__name__}; only a neural vocoder "
+                             "(audiodiff.vocoders.VocosVocoder) is trained")
         if init_from is not None:
             self._load_starting_weights(init_from)
         self.mel = self.vocoder.settings.transform()
@@ -99,7 +98,7 @@ class VocoderTask(L.LightningModule):
 
     def export(self, directory: str | Path) -> Path:
         """Write the trained vocoder as ``config.yaml`` + ``model.safetensors``."""
-        return self.vocoder.save_pretrained(directory)
+        return save_vocoder(self.vocoder, directory)
 
     def _discriminate(self, wave: torch.Tensor) -> list:
         return self.period_discriminator(wave) + self.resolution_discriminator(wave)

@@ -13,24 +13,21 @@ sees where the frame sits in the period of that advance, so steady tones come ou
 nearest bin) and transients can still be placed.
 
 Every layer works at the frame rate (no upsampling convolutions), so decoding costs a few small
-matrix products per frame plus one inverse STFT. The vocoder is saved as a folder holding
+matrix products per frame plus one inverse STFT. A trained vocoder is saved as a folder holding
 ``config.yaml`` (its constructor arguments, mel settings included) and ``model.safetensors``, like
-the diffusion model.
+the diffusion model (``audiodiff.model_files.save_vocoder`` / ``load_vocoder``).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from audiodiff.model_files import ModelLoadError, load_checkpoint_file, read_model_folder, write_model_folder
 from audiodiff.vocoders.base import MelSettings
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # vocoders shipped with the package
 MEL_FLOOR = 1e-10  # mel power floor (-100 dB, the representation's floor) before the log
 MAX_MAGNITUDE = 1e3  # clamp on the linear STFT magnitude (a full-scale sine peaks near n_fft / 4)
 BACKBONE_PRECISIONS = ("auto", "fp32", "bf16")
@@ -40,10 +37,6 @@ BACKBONE_PRECISIONS = ("auto", "fp32", "bf16")
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where bfloat16 autocast pays."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-class VocoderLoadError(ModelLoadError):
-    """A vocoder folder or checkpoint that cannot be loaded; the message names the file."""
 
 
 class MelSettingsMismatch(ValueError):
@@ -199,52 +192,7 @@ class VocosVocoder(nn.Module):
             wave = nn.functional.pad(wave, (0, max(0, num_samples - wave.shape[-1])))[..., :num_samples]
         return wave.unsqueeze(1)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.yaml`` and ``model.safetensors`` into ``directory`` (each atomically)."""
-        return write_model_folder(directory, self.config, self.state_dict())
-
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-
-def load_vocoder(checkpoint: str | Path) -> VocosVocoder:
-    """Load a trained vocoder, frozen and in eval mode, from a folder written by
-    :meth:`VocosVocoder.save_pretrained`, from a vocoder training checkpoint (``.ckpt``, read with
-    ``torch.load(weights_only=True)``, so no pickled code runs) or by the name of one shipped with
-    audiodiff (a folder of ``audiodiff/pretrained/``, e.g. ``vocos-22k``)."""
-    from hydra.utils import instantiate
-
-    from audiodiff.model import check_targets
-
-    path = Path(checkpoint)
-    if not path.exists() and (PRETRAINED_DIR / str(checkpoint)).is_dir():
-        path = PRETRAINED_DIR / str(checkpoint)
-    if not path.exists():
-        shipped = sorted(p.name for p in PRETRAINED_DIR.glob("*") if p.is_dir())
-        raise VocoderLoadError(f"{path}: no such vocoder folder or checkpoint (shipped vocoders: "
-                               f"{', '.join(shipped) or 'none'})")
-    config, state = read_model_folder(path, VocoderLoadError) if path.is_dir() else _read_checkpoint(path)
-    check_targets(config, str(path))
-    try:
-        vocoder = instantiate(config)
-    except Exception as err:
-        raise VocoderLoadError(f"{path}: cannot build the vocoder from its config ({err})") from None
-    if not isinstance(vocoder, VocosVocoder):
-        raise VocoderLoadError(f"{path}: the config builds {type(vocoder).__name__}, not a neural vocoder")
-    try:
-        vocoder.load_state_dict(state)
-    except RuntimeError as err:
-        raise VocoderLoadError(f"{path}: weights do not match the config ({err})") from None
-    return vocoder.requires_grad_(False).eval()
-
-
-def _read_checkpoint(path: Path) -> tuple[dict, dict]:
-    ckpt = load_checkpoint_file(path, VocoderLoadError)
-    try:
-        config = ckpt["hyper_parameters"]["vocoder"]
-        state = ckpt["state_dict"]
-    except (KeyError, TypeError):
-        raise VocoderLoadError(f"{path}: not an audiodiff vocoder checkpoint (no vocoder config inside)") from None
-    weights = {k[len("vocoder."):]: v for k, v in state.items() if k.startswith("vocoder.")}
-    return config, weights

@@ -28,9 +28,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from audiodiff.conditioning import PrecomputedTextEncoder
 from audiodiff.model import AudioDiffusionModel
-from audiodiff.model_files import WEIGHTS_FILE, write_model_folder
+from audiodiff.model_files import WEIGHTS_FILE, VocoderLoadError, load_vocoder, write_model_folder
 from audiodiff.pipeline import SamplerSettings
-from audiodiff.vocoders import VocoderLoadError, load_vocoder
 from recipes.folder_dataset import fail
 
 

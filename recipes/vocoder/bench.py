@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from audiodiff.audio import fit_length, load_audio
-from audiodiff.vocoders import GriffinLim, load_vocoder
+from audiodiff.model_files import load_vocoder
+from audiodiff.vocoders import GriffinLim
 from audiodiff.vocoders.vocos import cpu_has_native_bf16
 
 

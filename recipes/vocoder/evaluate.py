@@ -22,7 +22,8 @@ import torch
 
 from audiodiff.audio import load_audio
 from audiodiff.data.folder import AUDIO_SUFFIXES
-from audiodiff.vocoders import GriffinLim, load_vocoder
+from audiodiff.model_files import load_vocoder
+from audiodiff.vocoders import GriffinLim
 from audiodiff.vocoders.losses import LogMelDistance, MultiResolutionSTFTDistance
 
 
