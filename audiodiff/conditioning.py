@@ -88,6 +88,10 @@ class Conditioning:
         return Conditioning(torch.cat([self.vector, other.vector]), torch.cat([a, b]), torch.cat([a_mask, b_mask]))
 
 
+def _label_key(label: str) -> str:
+    return re.sub(r"[\s_-]+", "_", label.strip().lower())
+
+
 class LabelEmbedding(nn.Module):
     """A learned embedding per class label, plus one for the null condition."""
 
@@ -105,12 +109,18 @@ class LabelEmbedding(nn.Module):
         return len(self.labels)
 
     def label_id(self, label: str | int) -> int:
-        """Index of a label given by name (or already as an index)."""
+        """Index of a label given by name (or already as an index). A name matches regardless of case
+        and of spaces or hyphens for underscores (``Game Over`` is ``game_over``) when that leaves one
+        label."""
         if isinstance(label, int) and not isinstance(label, bool):
             if 0 <= label < len(self.labels):
                 return label
         elif str(label) in self.labels:
             return self.labels.index(str(label))
+        else:
+            matches = [i for i, known in enumerate(self.labels) if _label_key(known) == _label_key(str(label))]
+            if len(matches) == 1:
+                return matches[0]
         raise UnknownLabelError(f"unknown label {label!r}; this model knows: {', '.join(self.labels)}")
 
     def forward(self, label_ids: torch.Tensor) -> torch.Tensor:

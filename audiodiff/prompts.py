@@ -187,6 +187,18 @@ def _integer(value, key: str, low: int, high: int) -> int:
     return number
 
 
+def command_line_request(fields: dict, seed: int) -> RenderRequest:
+    """One request from keys given on the command line instead of a file (``prompt``, ``label``,
+    ``negative_prompt``, ``num``, ``name``, ``seconds``), seeded with ``seed`` itself (clip i of it
+    gets ``seed + i``, as ``generate(seed=seed, num=...)``). A bad value is a :class:`PromptFileError`."""
+    if _blank(fields.get("name")) and not (_blank(fields.get("prompt")) and _blank(fields.get("label"))):
+        fields = {**fields, "name": slug(str(fields.get("prompt") or fields["label"]))}
+    try:
+        return _parse_row({**fields, "seed": seed}, 1, seed, {})
+    except ValueError as err:
+        raise PromptFileError(str(err)) from None
+
+
 def read_prompt_file(path: str | Path, global_seed: int = 0) -> tuple[list[RenderRequest], list[RowError]]:
     """Parse a CSV or JSONL prompt file into requests and per-row errors (rows are 1-based)."""
     path = Path(path)

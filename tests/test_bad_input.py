@@ -1,6 +1,7 @@
 """Bad input at every entry point ends in a clear, specific error or a recorded skip, never a
 traceback from inside a library, and files that would run code when loaded are refused."""
 
+import json
 import os
 
 import numpy as np
@@ -223,3 +224,24 @@ def test_an_unknown_model_name_says_what_is_shipped():
 
     with pytest.raises(ModelLoadError, match=r"no-such-model: no such model file or directory, nor a shipped model"):
         AudioDiffusion.from_pretrained("no-such-model")
+
+
+def test_render_without_arguments_prints_its_usage(tmp_path):
+    result = run_cli([cli("audiodiff-render")], tmp_path, check=False)
+    assert result.returncode == 2 and "Usage: audiodiff-render" in result.stderr and "prompt=TEXT" in result.stderr
+    assert "Traceback" not in result.stderr and "MissingMandatoryValue" not in result.stderr
+
+
+def test_render_takes_one_request_on_the_command_line(tmp_path, untrained_model):
+    base = [cli("audiodiff-render"), f"checkpoint={untrained_model}", "sampler.steps=2", "seconds=0.25"]
+    result = run_cli([*base, "label=A", "num=2", "seed=5", f"out_dir={tmp_path / 'out'}"], tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["label"], r["seed"]) for r in rows] == [("a_1.wav", "a", 5), ("a_2.wav", "a", 6)]
+    for args, message in ((["prompt=x", "prompts=p.csv"], "either prompts=FILE or prompt="),
+                          ([], "nothing to render: give prompts=FILE"),
+                          (["label=a", "num=0"], "num must be an integer from 1 to 100")):
+        result = run_cli([*base, *args, f"out_dir={tmp_path / 'bad'}"], tmp_path, check=False)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-1500:]
+    result = run_cli([*base, "label=a"], tmp_path, check=False)
+    assert result.returncode == 2 and "out_dir is required" in result.stderr
+    assert not (tmp_path / "bad").exists()

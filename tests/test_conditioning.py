@@ -66,6 +66,15 @@ def test_label_embedding_refuses_unknown_labels_by_name():
         labels.label_id("laser")
 
 
+def test_label_names_match_regardless_of_case_and_spacing():
+    labels = LabelEmbedding(["coin", "game_over", "Game-Over"], dim=8)
+    assert labels.label_id("Coin") == 0 and labels.label_id(" COIN ") == 0
+    assert labels.label_id("game_over") == 1 and labels.label_id("Game-Over") == 2  # exact names first
+    with pytest.raises(UnknownLabelError, match="'game over'"):
+        labels.label_id("game over")  # two labels would match: refused rather than guessed
+    assert LabelEmbedding(["game_over"], dim=8).label_id("Game Over") == 0
+
+
 def test_each_kind_of_request_a_model_cannot_take_has_its_own_error():
     text_only = Conditioner(16, text=lambda dim: small_text(dim))
     with pytest.raises(UnsupportedConditionError, match="text only"):

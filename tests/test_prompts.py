@@ -92,3 +92,16 @@ def test_a_row_naming_another_sampler_keeps_the_base_guidance():
     assert row.schedule == SamplerSettings.preset("heun").schedule
     assert row_sampler(base, {"sampler": "heun", "guidance": 1.0}).guidance == 1.0
     assert row_sampler(base, {"steps": 8}) == SamplerSettings("dpmpp_2m_sde", 8, "karras", guidance=2.0)
+
+
+def test_one_request_from_the_command_line_is_checked_like_a_row():
+    from audiodiff.prompts import command_line_request
+
+    request = command_line_request({"prompt": "coin pickup", "label": "coin", "num": 3}, seed=7)
+    assert (request.prompt, request.label, request.seed, request.num) == ("coin pickup", "coin", 7, 3)
+    assert request.names == ["coin-pickup_1", "coin-pickup_2", "coin-pickup_3"]
+    assert command_line_request({"label": "kick"}, seed=0).names == ["kick"]
+    with pytest.raises(PromptFileError, match="num must be an integer from 1 to 100, got 0"):
+        command_line_request({"label": "kick", "num": 0}, seed=0)
+    with pytest.raises(PromptFileError, match="needs a label or a prompt"):
+        command_line_request({"num": 2}, seed=0)

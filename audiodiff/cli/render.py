@@ -1,6 +1,8 @@
-"""``audiodiff-render``: render a CSV/JSONL prompt file to WAVs and ``manifest.jsonl``.
+"""``audiodiff-render``: render a CSV/JSONL prompt file, or one request given on the command line,
+to WAVs and ``manifest.jsonl``.
 
     audiodiff-render checkpoint=runs/quickstart/model prompts=sounds.csv out_dir=renders
+    audiodiff-render prompt="coin pickup" label=coin num=4 out_dir=renders
     audiodiff-render ... sampler=ddpm sampler.steps=100 batch_size=8 seed=7 loudness=-14 fade=true
     audiodiff-render ... trainer.devices=2          # two processes (or GPUs) through Lightning
     audiodiff-render ... vocoder=neural vocoder.checkpoint=runs/vocoder_22k/model
@@ -15,13 +17,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 if TYPE_CHECKING:
     from audiodiff.pipeline import SamplerSettings
+    from audiodiff.prompts import RenderRequest, RowError
 
 log = logging.getLogger("audiodiff.render")
 
@@ -58,6 +63,26 @@ def choose_sampler(cfg: DictConfig, model_default: SamplerSettings | None) -> Sa
                                   **{k: settings[k] for k in fields if k in settings})
 
 
+INLINE_KEYS = ("prompt", "label", "negative_prompt", "num", "name")
+
+
+def read_requests(cfg: DictConfig) -> tuple[list[RenderRequest], list[RowError]]:
+    """The requests of ``prompts=FILE``, or the one given by ``prompt=`` / ``label=`` (with ``num=``,
+    ``name=``, ``negative_prompt=``) on the command line."""
+    from audiodiff.prompts import command_line_request, read_prompt_file
+
+    inline = {key: cfg[key] for key in INLINE_KEYS if cfg.get(key) is not None}
+    asked = {"prompt", "label"} & inline.keys()
+    if cfg.prompts is not None:
+        if asked:
+            raise ValueError(f"give either prompts=FILE or {'/'.join(sorted(asked))}=... on the command line, not both")
+        return read_prompt_file(cfg.prompts, int(cfg.seed))
+    if not asked:
+        raise ValueError("nothing to render: give prompts=FILE (a .csv or .jsonl prompt file), or prompt=TEXT "
+                         "and/or label=NAME (num=N for N variations)")
+    return [command_line_request(inline, int(cfg.seed))], []
+
+
 def render(cfg: DictConfig) -> int:
     import torch
 
@@ -65,7 +90,7 @@ def render(cfg: DictConfig) -> int:
     from audiodiff.model_files import ModelLoadError, build
     from audiodiff.pipeline import AudioDiffusion, SamplerSettings
     from audiodiff.postprocess import PostProcessing
-    from audiodiff.prompts import PromptFileError, read_prompt_file
+    from audiodiff.prompts import PromptFileError
     from audiodiff.rendering import BatchRenderer, plan_jobs, render_jobs
 
     try:
@@ -84,7 +109,9 @@ def render(cfg: DictConfig) -> int:
             from audiodiff.plotting import require_matplotlib
 
             require_matplotlib()
-        requests, errors = read_prompt_file(cfg.prompts, int(cfg.seed))
+        if OmegaConf.is_missing(cfg, "out_dir"):
+            raise ValueError("out_dir is required: out_dir=DIR, where the WAVs and manifest.jsonl go")
+        requests, errors = read_requests(cfg)
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         vocoder = None
@@ -124,5 +151,14 @@ def _main(cfg: DictConfig) -> None:
     sys.exit(render(cfg))
 
 
+def usage() -> str:
+    """The usage part of ``--help`` (the Hydra help template without the config dump)."""
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "conf" / "render.yaml").read_text())
+    return config["hydra"]["help"]["template"].replace("$CONFIG", "").rstrip()
+
+
 def main() -> None:
+    if len(sys.argv) == 1:
+        print(usage(), file=sys.stderr)
+        sys.exit(2)
     _main()
