@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -207,6 +208,47 @@ class DiffusionTask(L.LightningModule):
         total = self.trainer.max_steps if self.hparams.lr_decay and self.trainer.max_steps > 0 else None
         return warmup_cosine_optimizer(self.model.parameters(), self.hparams.lr, self.hparams.weight_decay,
                                        self.hparams.warmup_steps, total, self.hparams.min_lr_ratio)
+
+
+class ProgressLog(L.Callback):
+    """One log line every ``every_seconds`` (and at the end): step, steps per second, time left and
+    the latest losses. For runs whose output goes to a file, where a progress bar writes nothing
+    readable."""
+
+    def __init__(self, every_seconds: float = 30.0) -> None:
+        self.every_seconds = every_seconds
+        self.started = self.last = 0.0
+        self.first_step = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = self.last = time.monotonic()
+        self.first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every_seconds:
+            self.last = now
+            self._report(trainer, now)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer, time.monotonic())
+
+    def _report(self, trainer: L.Trainer, now: float) -> None:
+        step, total = trainer.global_step, trainer.max_steps
+        rate = (step - self.first_step) / max(now - self.started, 1e-9)
+        where = f"step {step}" if total is None or total < 0 else f"step {step}/{total} ({100 * step / total:.0f}%)"
+        left = ""
+        if total and total > step and rate > 0:
+            left = f", {_duration((total - step) / rate)} left"
+        losses = ", ".join(f"{k} {float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items())
+                           if k.endswith("loss"))
+        log.info("%s, %.2f steps/s%s%s", where, rate, left, f"; {losses}" if losses else "")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 class AudioSampleLogger(L.Callback):

@@ -3,6 +3,7 @@ traceback from inside a library, and files that would run code when loaded are r
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -245,3 +246,13 @@ def test_render_takes_one_request_on_the_command_line(tmp_path, untrained_model)
     result = run_cli([*base, "label=a"], tmp_path, check=False)
     assert result.returncode == 2 and "out_dir is required" in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_training_output_reads_well_in_a_log_file(tmp_path):
+    result = run_cli([cli("audiodiff-train"), "experiment=quickstart", "trainer.max_steps=30", "threads=1",
+                      *TINY_MODEL], tmp_path)
+    output = (result.stdout + result.stderr).splitlines()
+    assert any(re.search(r"step 30/30 \(100%\), [\d.]+ steps/s; train/loss", line) for line in output), output
+    assert not any("Tip" in line or "Epoch" in line or "deprecated" in line for line in output), output
+    messages = [line.split(" - ", 1)[-1] for line in output if "GPU available" in line]
+    assert len(messages) == 1, output  # Lightning's lines once, not also through its own handler

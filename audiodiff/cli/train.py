@@ -35,12 +35,12 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     import lightning as L
     import torch
     from hydra.utils import instantiate
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     from audiodiff.distillation import DistillationTask, GuidanceDistillationTask
     from audiodiff.model_files import load_checkpoint_file
     from audiodiff.pipeline import SamplerSettings
-    from audiodiff.training import DiffusionTask
+    from audiodiff.training import DiffusionTask, ProgressLog
     from audiodiff.vocoders.training import VocoderTask
 
     SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
@@ -73,9 +73,15 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
                         save_top_k=cfg.checkpoint.keep_best),
         *task.run_callbacks(cfg),
     ]
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    # A bar redraws one line, which a log file shows as nothing for hours: there, a line every 30 s.
+    if trainer_args.get("enable_progress_bar", True) and sys.stderr.isatty():
+        callbacks.append(TQDMProgressBar())
+    else:
+        trainer_args["enable_progress_bar"] = False
+        callbacks.append(ProgressLog())
     logger = _build("logger", lambda: instantiate(cfg.logger, save_dir=str(run_dir)))
-    trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger,
-                        **OmegaConf.to_container(cfg.trainer, resolve=True))
+    trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=logger, **trainer_args)
     if last.exists():
         load_checkpoint_file(last)  # refuses a file that would run code, before Lightning opens it
         log.info("resuming from %s", last)
@@ -84,6 +90,29 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     export = task.export(run_dir / "model")
     log.info("finished at step %d; model exported to %s", trainer.global_step, export)
     return export
+
+
+class _DropAdverts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+def quiet_libraries() -> None:
+    """Lightning's messages once, in the run's log format (it also prints them through a handler of
+    its own), without its advert for a cloud service, and without libraries' deprecation notices,
+    which are for their developers, not for someone training a model."""
+    import warnings
+
+    import lightning.pytorch  # noqa: F401  (adds its handler on import: removed below)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def _drop_starting_weights(cfg: DictConfig, keys: tuple[str, ...]) -> None:
@@ -118,6 +147,7 @@ def _main(cfg: DictConfig) -> None:
     from audiodiff.model_files import ModelLoadError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    quiet_libraries()
     try:
         train(cfg, run_dir)
     except MissingMandatoryValue as err:
