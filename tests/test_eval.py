@@ -268,9 +268,10 @@ def test_the_frechet_floor_and_the_generated_distance_compare_sets_of_one_size(c
         return original(a, b)
 
     monkeypatch.setattr(scorecard_module, "frechet_distance", spy)
-    requests = [Request("labels", label, None, i, 0.5) for label in reference.labels for i in range(4)]
+    # 6 clips per label, of which each draw takes half A's 4 per label.
+    requests = [Request("labels", label, None, i, 0.5) for label in reference.labels for i in range(6)]
     kinds = {"beep": "beep", "tone": "beep", "ping": "beep", "kick": "kick", "chirp_up": "chirp_up"}
-    fresh = {label: clips_of(kinds[label], 4, 9 + n) for n, label in enumerate(kinds)}
+    fresh = {label: clips_of(kinds[label], 6, 9 + n) for n, label in enumerate(kinds)}
     result = scorecard.score(requests, [fresh[r.label][r.seed] for r in requests], RATE)["labels"]
     # The same draws: generated clips of half A's size and labels against the same half B as the floor.
     assert [c[:2] for c in calls] == [c[:2] for c in floor_calls]
@@ -279,7 +280,7 @@ def test_the_frechet_floor_and_the_generated_distance_compare_sets_of_one_size(c
     assert result["frechet_unavailable"] is None and np.isfinite(result["frechet_heldout"])
     # Too few clips of a label to draw half A's 4 without repeating one: no figure, and the reason.
     calls[:] = []
-    short = scorecard.score(requests[:-1], [fresh[r.label][r.seed] for r in requests[:-1]], RATE)["labels"]
+    short = scorecard.score(requests[:-3], [fresh[r.label][r.seed] for r in requests[:-3]], RATE)["labels"]
     assert np.isnan(short["frechet_heldout"]) and calls == []
     assert f"{requests[-1].label} 3 of 4" in short["frechet_unavailable"]
 
