@@ -1,12 +1,12 @@
-"""A small label classifier trained on a reference set's embeddings, to tell which label a clip sounds like.
+"""Small label classifiers over clip embeddings, to tell which label a clip sounds like.
 
-``audiodiff-eval`` trains it on the reference folder's training clips and asks it about generated
-clips and about held-out real clips: the second figure is what a perfect model's clips would score.
-An ensemble of one-hidden-layer MLPs, each trained full-batch with AdamW on the standardised
-embedding: a few seconds on the CPU, and the same weights for the same data and seed. On the game_sfx
-recipe's 34 held-out clips one MLP scores 0.59 to 0.68 depending on its seed (10 seeds); the mean of
-five members' probabilities scored 0.62 for seeds 0-4 and 5-9 alike, so the reference figure does not
-hinge on the seed.
+:class:`LabelClassifier`: an ensemble of one-hidden-layer MLPs, each trained full-batch with AdamW on
+the standardised embedding; seconds on the CPU, and the same weights for the same data and seed
+(``embedding=classifier`` uses one member's hidden layer). :class:`CrossFittedJudge`: the judge of
+``audiodiff-eval``, cross-fitted on the reference folder's held-out clips so that no clip it reports
+on was seen by the classifier that judges it, and no training clip of the evaluated model is ever
+shown to it. (The judge used to be one :class:`LabelClassifier` trained on the reference's training
+clips, the default model's own training data: a model that copied them scored above 1, issue 19.)
 """
 
 from __future__ import annotations

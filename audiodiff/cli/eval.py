@@ -161,8 +161,8 @@ def format_report(report: dict) -> str:
                                   if real["not_judged"] else ""),
              "held-out real clips: balanced accuracy "
              f"{_span(real['balanced_accuracy'], real['balanced_accuracy_interval'])} "
-             f"(n={real['judged_clips']}; accuracy {_fmt(real['accuracy'])}); [ ] {coverage} bootstrap intervals, "
-             "clips resampled within each label",
+             f"(n={real['judged_clips']}; accuracy {_fmt(real['accuracy'])}); [low, high]: {coverage} bootstrap "
+             "intervals, clips resampled within each label",
              "Fréchet floor: " + (f"{_fmt(real['frechet_heldout_floor'], 1)}, between {fd['compared']} and "
                                   f"{fd['against']} held-out clips (random halves, split per label, mean of "
                                   f"{fd['draws']} draws)" if real["frechet_unavailable"] is None
