@@ -134,6 +134,18 @@ def _ratio(numerator, denominator):
         return np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float)
 
 
+def _refuse_shared_clips(reference: ReferenceSet, heldout: np.ndarray, train: np.ndarray) -> None:
+    """A held-out clip that sounds exactly like a training clip (the same ``logmel_stats``: the same
+    audio up to level and silence) would put the model's training data in the judge and the reference."""
+    distances, nearest = nearest_distances(heldout, train)
+    shared = [f"{reference.heldout.paths[i]} = {reference.train.paths[nearest[i]]}"
+              for i in np.flatnonzero(distances < 1e-9)]
+    if shared:
+        raise ReferenceError(f"{reference.root / 'heldout' / 'metadata.csv'}: {len(shared)} held-out clip(s) are "
+                             f"training clips too, so they cannot judge a model trained on them: "
+                             f"{', '.join(shared[:5])}{' ...' if len(shared) > 5 else ''}")
+
+
 class Scorecard:
     """Reference figures of a :class:`ReferenceSet`'s held-out clips, and :meth:`score` for generated clips.
 
@@ -150,6 +162,8 @@ class Scorecard:
         self.features = LogMelStats()
         train, heldout = reference.train, reference.heldout
         heldout_features = self.features.embed(heldout.clips, heldout.sample_rate)
+        train_features = self.features.embed(train.clips, train.sample_rate)
+        _refuse_shared_clips(reference, heldout_features, train_features)
         try:
             self.judge = CrossFittedJudge(seed=seed).fit(heldout_features, heldout.labels)
         except ValueError as err:
@@ -163,7 +177,7 @@ class Scorecard:
         self.standardise = _standardiser(heldout_raw)
         self.heldout_vectors = self.standardise(heldout_raw)
         self.heldout_labels = list(heldout.labels)
-        self.train_vectors = self._vectors(train.clips, train.sample_rate)
+        self.train_vectors = self._vectors(train.clips, train.sample_rate, train_features)
 
         # Accuracy: each held-out clip by the fold judge that did not see it.
         self.real_hits = _by_label(self.judge.heldout_hits, self.judge.heldout_labels)

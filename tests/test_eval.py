@@ -285,6 +285,15 @@ def test_the_frechet_floor_and_the_generated_distance_compare_sets_of_one_size(c
     assert f"{requests[-1].label} 3 of 4" in short["frechet_unavailable"]
 
 
+def test_a_held_out_clip_that_is_also_a_training_clip_is_refused():
+    from audiodiff.reference import ReferenceError
+
+    train, heldout = clip_set(3, 1), clip_set(2, 2)
+    heldout.clips[1] = 0.5 * train.clips[4]  # the same sound, quieter
+    with pytest.raises(ReferenceError, match=r"1 held-out clip\(s\) are training clips too.*beep_1.wav = kick_4.wav"):
+        Scorecard(ReferenceSet(Path("ref"), train, heldout), seed=0)
+
+
 def test_embeddings_are_picked_by_name():
     assert set(EMBEDDINGS) == {"logmel_stats", "classifier"}
     train = clip_set(6, 1)
