@@ -2,7 +2,8 @@
 
 An embedding turns clips (mono float arrays at any rate) into fixed-size vectors: N × dim. It is
 picked by name (:data:`EMBEDDINGS`, :func:`get_embedding`); one that learns from the reference
-data (``classifier``) is fitted on the training clips first (:meth:`Embedding.fit`).
+data (``classifier``) is fitted first (:meth:`Embedding.fit`): ``audiodiff-eval`` fits it on the
+held-out clips, never on the training clips of the model under test.
 
 The default, ``logmel_stats``, has fixed settings that do not depend on the model being evaluated
 nor on the reference data, so its figures compare across models and runs; nothing is downloaded.
@@ -31,7 +32,7 @@ class Embedding:
     name = ""
 
     def fit(self, clips: Sequence[np.ndarray], sample_rate: int, labels: Sequence[str]) -> Embedding:
-        """Learn from the reference training clips, where the embedding learns anything (default: nothing)."""
+        """Learn from reference clips, where the embedding learns anything (default: nothing)."""
         return self
 
     def embed(self, clips: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
@@ -85,8 +86,9 @@ class LogMelStats(Embedding):
 
 
 class ClassifierEmbedding(Embedding):
-    """The hidden layer of a :class:`LabelClassifier` (one MLP) trained on the reference training clips'
-    ``logmel_stats``: an embedding that stresses what tells the reference labels apart."""
+    """The hidden layer of a :class:`LabelClassifier` (one MLP) trained on reference clips'
+    ``logmel_stats`` (in ``audiodiff-eval``: the held-out clips): an embedding that stresses what tells
+    the reference labels apart."""
 
     name = "classifier"
 

@@ -80,7 +80,7 @@ class ReferenceSet:
         missing = sorted(set(reference.heldout.labels) - set(reference.labels))
         if missing:
             raise ReferenceError(f"{root / 'heldout' / 'metadata.csv'}: label(s) {', '.join(missing)} have no "
-                                 "training clips in metadata.csv, so the classifier cannot know them")
+                                 "training clips in metadata.csv, so no model trained on the folder knows them")
         if len(reference.labels) < 2:
             raise ReferenceError(f"{root}: the evaluation needs at least two labels, got {reference.labels}")
         return reference

@@ -89,7 +89,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from audiodiff.embeddings import LogMelStats
     from audiodiff.pipeline import AudioDiffusion, SamplerSettings
     from audiodiff.reference import ReferenceSet
-    from audiodiff.scorecard import Scorecard, default_seconds, plan, render
+    from audiodiff.scorecard import BOOTSTRAP_RESAMPLES, INTERVAL, Scorecard, default_seconds, plan, render
 
     _check_settings(cfg)
     SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))  # checked before any work
@@ -107,12 +107,15 @@ def evaluate(cfg: DictConfig) -> dict:
         pipe.model.conditioner.check_seconds(float(cfg.seconds))
         seconds = dict.fromkeys(reference.labels, float(cfg.seconds))
 
-    most = max(set(reference.heldout.labels), key=reference.heldout.labels.count)
-    if cfg.clips < reference.heldout.labels.count(most):
-        log.warning("clips=%d is fewer than the %d held-out clips of %s: the Fréchet distance drawn to the held-out "
-                    "set repeats generated clips; clips=%d or more compares like for like with the floor", cfg.clips,
-                    reference.heldout.labels.count(most), most, reference.heldout.labels.count(most))
-    log.info("training the label classifier on %d clips of %s", len(reference.train.clips), reference.root)
+    counts = {label: reference.heldout.labels.count(label) for label in set(reference.heldout.labels)}
+    most = max(sorted(counts), key=counts.get)
+    if cfg.clips < (counts[most] + 1) // 2:
+        log.warning("clips=%d is fewer than the %d clips of %s in half of the held-out set: the Fréchet distance, "
+                    "which draws generated clips to that half without repeating any, will be missing in the labels "
+                    "mode; clips=%d or more gives it", cfg.clips, (counts[most] + 1) // 2, most,
+                    (counts[most] + 1) // 2)
+    log.info("cross-fitting the label judge on the %d held-out clips of %s (the training clips serve only the "
+             "near-copy check)", len(reference.heldout.clips), reference.root)
     scorecard = Scorecard(reference, cfg.embedding, int(cfg.seed), float(cfg.near_copy_percentile))
     requests = plan(reference, modes, int(cfg.clips), int(cfg.seed), seconds)
     clips = render(pipe, requests, sampler, int(cfg.batch_size), bool(cfg.progress))
@@ -122,6 +125,8 @@ def evaluate(cfg: DictConfig) -> dict:
         "reference": str(reference.root),
         "embedding": cfg.embedding,
         "settings": {"clips": int(cfg.clips), "condition": modes, "seed": int(cfg.seed), "seconds": seconds,
+                     "intervals": {"coverage": INTERVAL, "resamples": BOOTSTRAP_RESAMPLES,
+                                   "method": "percentile bootstrap, clips resampled within each label"},
                      "sampler": {"name": sampler.name, "steps": sampler.steps, "schedule": sampler.schedule,
                                  "guidance": sampler.guidance, "guidance_rescale": sampler.guidance_rescale}},
         "real": scorecard.real,
@@ -130,33 +135,71 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def _span(value: float | None, interval: list, digits: int = 2) -> str:
+    """``value [low, high]``."""
+    return f"{_fmt(value, digits)} [{_fmt(interval[0], digits)}, {_fmt(interval[1], digits)}]"
 
 
 def format_report(report: dict) -> str:
     """The report as text tables: per conditioning mode, one row per label and an overall row."""
     real = report["real"]
     sampler = report["settings"]["sampler"]
+    coverage = f"{report['settings']['intervals']['coverage']:.0%}"
+    judge, fd = real["judge"], real["frechet_clips"]
     lines = [f"{report['checkpoint']} vs {report['reference']} ({report['embedding']} embedding; "
              f"{sampler['name']} {sampler['steps']} steps, guidance {sampler['guidance']:g})",
-             f"held-out real clips: accuracy {_fmt(real['accuracy'])} (balanced {_fmt(real['balanced_accuracy'])}), "
-             f"Fréchet distance to training {_fmt(real['frechet_floor'], 1)}; near-copy threshold "
-             f"{_fmt(real['near_copy_threshold'], 3)}"]
-    header = (f"{'label':16s} {'clips':>5s} {'accuracy':>8s} {'real acc':>8s} {'diversity':>9s} {'real div':>8s} "
-              f"{'nearest':>7s} {'copies':>6s}")
+             f"Judge and reference: the {real['heldout_clips']} held-out real clips only; the {real['train_clips']} "
+             "training clips serve only the near-copy check.",
+             f"judge: {judge['folds']} fold judges cross-fitted on {judge['clips']} held-out clips; each held-out clip "
+             "is judged by the fold judge that did not see it, a generated clip by all (its hit: the share that "
+             "name its label)" + (f"; not judged (fewer than two held-out clips): {', '.join(real['not_judged'])}"
+                                  if real["not_judged"] else ""),
+             "held-out real clips: balanced accuracy "
+             f"{_span(real['balanced_accuracy'], real['balanced_accuracy_interval'])} "
+             f"(n={real['judged_clips']}; accuracy {_fmt(real['accuracy'])}); [low, high]: {coverage} bootstrap "
+             "intervals, clips resampled within each label",
+             "Fréchet floor: " + (f"{_fmt(real['frechet_heldout_floor'], 1)}, between {fd['compared']} and "
+                                  f"{fd['against']} held-out clips (random halves, split per label, mean of "
+                                  f"{fd['draws']} draws)" if real["frechet_unavailable"] is None
+                                  else f"not computed: {real['frechet_unavailable']}"),
+             f"near-copy threshold {_fmt(real['near_copy_threshold'], 3)} (the {real['near_copy_percentile']:g}th "
+             "percentile of held-out clips' distances to their nearest training clip)"]
+    if report["embedding"] != "logmel_stats":
+        lines.append(f"note: the {report['embedding']} embedding is fitted on the held-out clips, both halves of "
+                     "which it has seen and the generated clips not: its Fréchet floor is lower than an unseen "
+                     "perfect model's distance would be")
+    header = (f"{'label':16s} {'clips':>5s} {'accuracy':>8s} {'real acc':>8s} {'real n':>6s} {'diversity':>9s} "
+              f"{'real div':>8s} {'nearest':>7s} {'copies':>6s}")
     for mode, result in report["generated"].items():
         lines += ["", f"conditioned on {'labels' if mode == 'labels' else 'held-out prompts'}", header]
         for label, row in result["per_label"].items():
             lines.append(f"{label:16s} {row['clips']:5d} {_fmt(row['accuracy']):>8s} "
-                         f"{_fmt(real['per_label'][label]['accuracy']):>8s} {_fmt(row['diversity']):>9s} "
+                         f"{_fmt(real['per_label'][label]['accuracy']):>8s} "
+                         f"{real['per_label'][label]['heldout_clips']:6d} {_fmt(row['diversity']):>9s} "
                          f"{_fmt(row['real_diversity']):>8s} {_fmt(row['nearest_train_distance']):>7s} "
                          f"{row['near_copies']:6d}")
         lines.append(f"{'overall':16s} {result['clips']:5d} {_fmt(result['balanced_accuracy']):>8s} "
-                     f"{_fmt(real['balanced_accuracy']):>8s} {_fmt(result['diversity']):>9s} "
-                     f"{_fmt(result['real_diversity']):>8s} {'':>7s} {result['near_copies']:6d}")
-        lines.append(f"accuracy {_fmt(result['accuracy_ratio'])} of the held-out real clips' (balanced); Fréchet "
-                     f"distance {_fmt(result['frechet'], 1)} at the held-out set's size and labels (floor "
-                     f"{_fmt(real['frechet_floor'], 1)}), {_fmt(result['frechet_all'], 1)} for all clips")
+                     f"{_fmt(result['real_balanced_accuracy']):>8s} {result['real_judged_clips']:6d} "
+                     f"{_fmt(result['diversity']):>9s} {_fmt(result['real_diversity']):>8s} {'':>7s} "
+                     f"{result['near_copies']:6d}")
+        lines.append(f"accuracy ratio {_span(result['accuracy_ratio'], result['accuracy_ratio_interval'])}: balanced "
+                     f"accuracy {_span(result['balanced_accuracy'], result['balanced_accuracy_interval'])} of "
+                     f"n={result['judged_clips']} generated clips over "
+                     f"{_span(result['real_balanced_accuracy'], result['real_balanced_accuracy_interval'])} of "
+                     f"n={result['real_judged_clips']} held-out clips")
+        if result["frechet_unavailable"] is None:
+            lines.append(f"Fréchet distance {_fmt(result['frechet_heldout'], 1)} (floor "
+                         f"{_fmt(real['frechet_heldout_floor'], 1)}): {fd['compared']} generated clips drawn to one "
+                         f"held-out half's labels, against the other half's {fd['against']} clips; the floor "
+                         f"compares that half's {fd['compared']} clips with the same {fd['against']}; mean of "
+                         f"{fd['draws']} draws")
+        else:
+            lines.append(f"Fréchet distance not computed: {result['frechet_unavailable']}")
         for flag in result["flagged"]:
             what = f"prompt {flag['prompt']!r}" if flag["prompt"] is not None else f"label {flag['label']}"
             lines.append(f"near-copy: {what} seed {flag['seed']} is {_fmt(flag['distance'], 3)} from "
