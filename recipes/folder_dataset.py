@@ -5,10 +5,14 @@ Layout of ``OUT``::
 
     metadata.csv           path,label,caption of the training rows (paths under train/)
     train/*.wav            training clips (augmented variants included)
+    training_data.csv      source,file,licence: every source file or item the training rows came from
     heldout/metadata.csv   path,label,caption of the held-out clips (never trained on)
     heldout/*.wav
     heldout_prompts.csv    label,prompt: phrasings no training caption uses
     prepare.json           the recipe, its settings and the statistics; marks the folder as ours
+
+The held-out clips are those of the files listed in ``recipes/heldout.csv`` (:func:`read_heldout`),
+the one held-out list every recipe and shipped model keeps out of its training data.
 
 The folder is built under a temporary sibling and swapped in only when complete, so an interrupted
 run leaves either the previous dataset or none, never half of one. A rerun with the same settings
@@ -37,6 +41,9 @@ from audiodiff.postprocess import apply_fades, trim_silence
 
 STAMP = "prepare.json"
 SPLITS = ("train", "heldout")
+HELDOUT_LIST = Path(__file__).resolve().with_name("heldout.csv")
+HELDOUT_SOURCES = ("kenney", "sonic_pi", "jingles")
+MANIFEST = "training_data.csv"  # source,file,licence of what a model trained on
 TRIM_BELOW_PEAK_DB = 50.0  # leading/trailing audio this far under the peak counts as silence
 END_FADE_SECONDS = 0.02
 
@@ -61,14 +68,18 @@ def finish_clip(audio: np.ndarray, sample_rate: int, max_seconds: float) -> np.n
     return peak_normalize(audio, -1.0)
 
 
-def heldout_names(names: Sequence[str], fraction: float) -> set[str]:
-    """The names to hold out of one label's ``names``: ``fraction`` of them (at least one, at least one
-    left to train on), picked by a hash of the name so that the choice does not depend on the order
-    the files are listed in, nor on the machine."""
-    if len(names) < 2:
-        return set()
-    count = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
-    return set(sorted(names, key=lambda n: (zlib.crc32(n.encode("utf-8")), n))[:count])
+def read_heldout(path: Path | None = None) -> dict[str, set[str]]:
+    """The shared held-out list (``recipes/heldout.csv`` unless ``path`` is given): per source
+    (kenney, sonic_pi, jingles), the stems of its held-out files. A recording is held out in every
+    format it ships in, so the list is matched on the stem."""
+    path = path or HELDOUT_LIST
+    held: dict[str, set[str]] = {source: set() for source in HELDOUT_SOURCES}
+    with path.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["source"] not in held:
+                raise ValueError(f"{path}: unknown source {row['source']!r}; valid: {', '.join(HELDOUT_SOURCES)}")
+            held[row["source"]].add(Path(row["file"]).stem)
+    return held
 
 
 def stable_seed(*parts: str | int) -> list[int]:
@@ -84,7 +95,8 @@ class Row:
     label: str
     caption: str
     seconds: float
-    source: str  # the file or recipe item the clip came from
+    source: str  # the file or recipe item the clip came from, as "source:file"
+    licence: str
 
 
 class DatasetWriter:
@@ -123,14 +135,16 @@ class DatasetWriter:
         for split in SPLITS:
             (self.tmp / split).mkdir()
 
-    def add(self, split: str, name: str, audio: np.ndarray, label: str, caption: str, source: str) -> None:
-        """Write ``audio`` (channels × frames at the writer's rate) as ``split/name.wav`` with its row."""
+    def add(self, split: str, name: str, audio: np.ndarray, label: str, caption: str, source: str,
+            licence: str) -> None:
+        """Write ``audio`` (channels × frames at the writer's rate) as ``split/name.wav`` with its row;
+        ``source`` (``"source:file"``) and ``licence`` name what it came from for ``training_data.csv``."""
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
         assert self.tmp is not None, "call begin() first"
         save_audio(self.tmp / split / f"{name}.wav", audio, self.sample_rate)
         path = f"train/{name}.wav" if split == "train" else f"{name}.wav"
-        self.rows.append(Row(split, path, label, caption, audio.shape[-1] / self.sample_rate, source))
+        self.rows.append(Row(split, path, label, caption, audio.shape[-1] / self.sample_rate, source, licence))
 
     def write_table(self, name: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         """An extra CSV file in the dataset folder (published with it)."""
@@ -144,6 +158,8 @@ class DatasetWriter:
         assert self.tmp is not None, "call begin() first"
         _write_metadata(self.tmp / "metadata.csv", [r for r in self.rows if r.split == "train"])
         _write_metadata(self.tmp / "heldout" / "metadata.csv", [r for r in self.rows if r.split == "heldout"])
+        trained_on = sorted({(*r.source.split(":", 1), r.licence) for r in self.rows if r.split == "train"})
+        self.write_table(MANIFEST, ("source", "file", "licence"), trained_on)
         with (self.tmp / "heldout_prompts.csv").open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["label", "prompt"])

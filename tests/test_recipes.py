@@ -13,7 +13,7 @@ import pytest
 
 from audiodiff.data.captions import CaptionBank, CaptionError, tidy
 from recipes import folder_dataset
-from recipes.folder_dataset import DatasetWriter, heldout_names
+from recipes.folder_dataset import DatasetWriter, read_heldout
 from recipes.game_sfx import prepare as game_sfx
 from recipes.jingles import prepare as jingles
 from recipes.vocoder import prepare as vocoder_data
@@ -81,13 +81,23 @@ def test_game_sfx_sources_drop_duplicates_and_thin_labels(tmp_path):
     assert "loop" in reasons["sonic_pi:loop_amen.flac"]
 
 
-def test_heldout_choice_ignores_order_and_leaves_files_to_train_on():
-    names = [f"kenney:coin{i}" for i in range(1, 11)]
-    held = heldout_names(names, 0.2)
-    assert len(held) == 2 and held <= set(names)
-    assert heldout_names(list(reversed(names)), 0.2) == held
-    assert len(heldout_names(names[:2], 0.9)) == 1
-    assert heldout_names(names[:1], 0.5) == set()
+def test_the_shared_heldout_list_is_read_by_stem_per_source(tmp_path):
+    listed = tmp_path / "heldout.csv"
+    listed.write_text("source,file\nkenney,coin4.wav\nsonic_pi,bd_ada.flac\njingles,jingle_00004.wav\n")
+    assert read_heldout(listed) == {"kenney": {"coin4"}, "sonic_pi": {"bd_ada"}, "jingles": {"jingle_00004"}}
+    listed.write_text("source,file\nfreesound,x.wav\n")
+    with pytest.raises(ValueError, match="unknown source 'freesound'"):
+        read_heldout(listed)
+
+
+def test_the_shipped_heldout_list_keeps_files_to_train_on_in_every_game_sfx_label():
+    held = read_heldout()
+    assert (len(held["kenney"]), len(held["sonic_pi"]), len(held["jingles"])) == (11, 23, 400)
+    assert held["jingles"] == {f"jingle_{i:05d}" for i in range(4, 2000, 5)}
+    for source, stems in held.items():
+        if source != "jingles":
+            labels = [game_sfx.label_for(source, stem)[0] for stem in stems]
+            assert None not in labels, (source, stems)
 
 
 def test_jingle_composition_is_deterministic_and_follows_its_contour():
@@ -170,8 +180,9 @@ def _write_dataset(out: Path, settings: dict, label: str = "beep") -> DatasetWri
     writer = DatasetWriter(out, "test", settings, 8000)
     writer.begin()
     tone = np.sin(np.linspace(0, 200, 4000, dtype=np.float32))[None] * 0.5
-    writer.add("train", "a", tone, label, f"a {label}", "a")
-    writer.add("heldout", "b", tone, label, f"the {label}", "b")
+    writer.add("train", "a", tone, label, f"a {label}", "test:a.wav", "CC0")
+    writer.add("train", "a2", tone, label, f"a {label}", "test:a.wav", "CC0")
+    writer.add("heldout", "b", tone, label, f"the {label}", "test:b.wav", "CC0")
     writer.commit({label: ("a held-out phrasing",)})
     return writer
 
@@ -181,15 +192,17 @@ def test_dataset_writer_publishes_a_complete_folder_and_rebuilds_on_new_settings
     writer = _write_dataset(out, {"n": 1})
     assert writer.up_to_date()
     with (out / "metadata.csv").open() as f:
-        assert list(csv.DictReader(f)) == [{"path": "train/a.wav", "label": "beep", "caption": "a beep"}]
+        assert [r["path"] for r in csv.DictReader(f)] == ["train/a.wav", "train/a2.wav"]
+    with (out / "training_data.csv").open() as f:
+        assert list(csv.DictReader(f)) == [{"source": "test", "file": "a.wav", "licence": "CC0"}]
     with (out / "heldout" / "metadata.csv").open() as f:
         assert [r["path"] for r in csv.DictReader(f)] == ["b.wav"]
     stamp = json.loads((out / "prepare.json").read_text())
-    assert stamp["statistics"]["train"]["beep"] == {"clips": 1, "sources": 1, "seconds": 0.5}
+    assert stamp["statistics"]["train"]["beep"] == {"clips": 2, "sources": 1, "seconds": 1.0}
     assert not DatasetWriter(out, "test", {"n": 2}, 8000).up_to_date()
     _write_dataset(out, {"n": 2}, label="boop")
     with (out / "metadata.csv").open() as f:
-        assert [r["label"] for r in csv.DictReader(f)] == ["boop"]
+        assert [r["label"] for r in csv.DictReader(f)] == ["boop", "boop"]
     assert not list(tmp_path.glob(".data.*")), "temporary folders left behind"
 
 
@@ -200,7 +213,7 @@ def test_dataset_writer_refuses_a_folder_it_did_not_make(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
-def test_vocoder_data_adds_every_nth_training_jingle_and_holds_none_out(tmp_path, monkeypatch):
+def test_vocoder_data_holds_out_the_listed_recordings_and_takes_no_listed_jingle(tmp_path, monkeypatch):
     from audiodiff.audio import save_audio
 
     tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(5512) / 22050).astype(np.float32)
@@ -209,15 +222,23 @@ def test_vocoder_data_adds_every_nth_training_jingle_and_holds_none_out(tmp_path
     for i in range(6):
         save_audio(tmp_path / "jingles" / "train" / f"jingle_{i:02d}.wav", tone, 22050)
     save_audio(tmp_path / "jingles" / "heldout" / "jingle_99.wav", tone, 22050)
+    listed = tmp_path / "heldout.csv"
+    listed.write_text("source,file\nkenney,rec_c.flac\njingles,jingle_02.wav\n")  # the stem counts, not the format
+    monkeypatch.setattr(folder_dataset, "HELDOUT_LIST", listed)
     monkeypatch.setattr(vocoder_data, "SOURCES", {
-        "rec": (lambda cache: sorted((tmp_path / "recordings").glob("*.wav")), "n/a")})
+        "kenney": (lambda cache: sorted((tmp_path / "recordings").glob("*.wav")), "n/a")})
     out = tmp_path / "out"
-    assert vocoder_data.main(["--out", str(out), "--heldout-every", "4", "--jingles", str(tmp_path / "jingles"),
-                              "--jingles-every", "2"]) == 0
+    save_audio(out / "train" / "kenney__rec_c.wav", tone, 22050)  # left by an earlier split: must go
+    assert vocoder_data.main(["--out", str(out), "--jingles", str(tmp_path / "jingles"), "--jingles-every", "2"]) == 0
     assert sorted(p.name for p in (out / "train").glob("jingles__*")) == [
-        "jingles__jingle_00.wav", "jingles__jingle_02.wav", "jingles__jingle_04.wav"]
-    assert [p.name for p in (out / "heldout").iterdir()] == ["rec__rec_c.wav"]
+        "jingles__jingle_00.wav", "jingles__jingle_04.wav"]
+    assert [p.name for p in (out / "heldout").iterdir()] == ["kenney__rec_c.wav"]
+    assert not (out / "train" / "kenney__rec_c.wav").exists()
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert sum(r["source"] == "jingles" for r in rows) == 3
+    assert sum(r["source"] == "jingles" for r in rows) == 2
+    with (out / "training_data.csv").open() as f:
+        trained = [(r["source"], r["file"]) for r in csv.DictReader(f)]
+    assert trained == [("jingles", "jingle_00.wav"), ("jingles", "jingle_04.wav"), ("kenney", "rec_a.wav"),
+                       ("kenney", "rec_b.wav"), ("kenney", "rec_d.wav"), vocoder_data.SYNTHETIC[:2]]
     with pytest.raises(SystemExit):
         vocoder_data.main(["--out", str(out), "--jingles", str(tmp_path / "nothing_here")])

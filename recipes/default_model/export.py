@@ -12,12 +12,18 @@ to write more than ``--max-mb`` megabytes. A model trained on precomputed text e
 to re-ship the default model with a retrained ``vocos-22k``:
 
     python recipes/default_model/export.py audiodiff/pretrained/default audiodiff/pretrained/default --vocoder vocos-22k
+
+The model's data manifest, ``training_data.csv`` (source,file,licence of what it trained on; written by
+``prepare.py``), is copied beside the export: ``--training-data FILE``, by default the one in the model's
+folder when there is one (so a re-export keeps it). ``tests/test_heldout.py`` checks every shipped
+manifest against ``recipes/heldout.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +36,7 @@ from audiodiff.conditioning import PrecomputedTextEncoder
 from audiodiff.model import AudioDiffusionModel
 from audiodiff.model_files import WEIGHTS_FILE, VocoderLoadError, load_vocoder, write_model_folder
 from audiodiff.pipeline import SamplerSettings
-from recipes.folder_dataset import fail
+from recipes.folder_dataset import MANIFEST, fail
 
 
 def half_state(model: AudioDiffusionModel) -> dict[str, torch.Tensor]:
@@ -63,11 +69,16 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="the folder to write (e.g. audiodiff/pretrained/default)")
     parser.add_argument("--vocoder", default=None,
                         help="replace the vocoder the model carries (a folder, .ckpt or shipped name: vocos-22k)")
+    parser.add_argument("--training-data", type=Path, default=None,
+                        help=f"the model's {MANIFEST} (default: the one in the model folder, if any)")
     parser.add_argument("--max-mb", type=float, default=40.0, help="refuse a larger export (default 40)")
     parser.add_argument("--tolerance", type=float, default=0.02,
                         help="largest mean |float16 − float32| of rendered log-mel features allowed")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    manifest = args.training_data or (args.model / MANIFEST if (args.model / MANIFEST).is_file() else None)
+    if manifest is not None and not manifest.is_file():
+        fail(f"--training-data {manifest} does not exist")
     model = AudioDiffusionModel.load(args.model)
     if args.vocoder is not None:
         try:
@@ -86,6 +97,11 @@ def main() -> None:
         fail(f"float16 weights change the rendered features by {difference:.4f} (mean |difference|), over "
              f"--tolerance {args.tolerance}; ship float32 weights instead")
     write_model_folder(args.out, shipped_config(model), state)
+    if manifest is None:
+        print(f"warning: no {MANIFEST} given (--training-data): {args.out} says nothing of what it trained on",
+              file=sys.stderr)
+    elif manifest.resolve() != (args.out / MANIFEST).resolve():
+        shutil.copyfile(manifest, args.out / MANIFEST)
     size = (args.out / WEIGHTS_FILE).stat().st_size / 2**20
     print(f"{args.out}: {size:.1f} MB of float16 weights; float16 against float32 renders differ by "
           f"{difference:.4f} (mean |difference| of normalised log-mel)")

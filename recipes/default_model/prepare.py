@@ -6,8 +6,11 @@
 runs ``recipes/game_sfx/prepare.py OUT/game_sfx`` and ``recipes/jingles/prepare.py OUT/jingles`` (each
 skips its work when its folder is already up to date), then writes ``OUT/metadata.csv`` listing every
 training row of both, the game sounds repeated ``--sfx-repeats`` times so that the two sources weigh
-about the same in an epoch (the jingles have about three times as many clips). The held-out splits stay
-in ``OUT/game_sfx/heldout`` and ``OUT/jingles/heldout``, never trained on.
+about the same in an epoch (the jingles have about three times as many clips), and
+``OUT/training_data.csv`` (source,file,licence of every source file trained on, both recipes'
+``training_data.csv`` together; ``export.py --training-data`` ships it beside the model). The held-out
+splits, the files of ``recipes/heldout.csv``, stay in ``OUT/game_sfx/heldout`` and ``OUT/jingles/heldout``,
+never trained on.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from recipes.folder_dataset import fail
+from recipes.folder_dataset import MANIFEST, fail
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("game_sfx", "jingles")
@@ -35,15 +38,21 @@ def read_rows(folder: Path) -> list[dict[str, str]]:
         return [{**row, "path": f"{folder.name}/{row['path']}"} for row in csv.DictReader(f)]
 
 
-def write_metadata(out: Path, rows: list[dict[str, str]]) -> None:
-    """Write ``out/metadata.csv`` through a temporary file, so a reader never sees half of it."""
-    handle, tmp = tempfile.mkstemp(dir=out, prefix=".metadata-", suffix=".csv")
+def read_training_data(folder: Path) -> list[dict[str, str]]:
+    """The ``training_data.csv`` rows (source,file,licence) of a prepared recipe folder."""
+    with (folder / MANIFEST).open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict[str, str]]) -> None:
+    """Write ``path`` through a temporary file, so a reader never sees half of it."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".csv")
     try:
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=("path", "label", "caption"))
+            writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
-            writer.writerows({key: row[key] for key in ("path", "label", "caption")} for row in rows)
-        os.replace(tmp, out / "metadata.csv")
+            writer.writerows({key: row[key] for key in fields} for row in rows)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -67,8 +76,11 @@ def main() -> None:
         if subprocess.run(command, check=False).returncode != 0:
             fail(f"the {source} recipe failed (its message is above); {args.out / 'metadata.csv'} was not written")
     sfx, jingles = (read_rows(args.out / source) for source in SOURCES)
-    write_metadata(args.out, sfx * args.sfx_repeats + jingles)
+    write_csv(args.out / "metadata.csv", ("path", "label", "caption"), sfx * args.sfx_repeats + jingles)
+    trained_on = [row for source in SOURCES for row in read_training_data(args.out / source)]
+    write_csv(args.out / MANIFEST, ("source", "file", "licence"), trained_on)
     print(f"{args.out / 'metadata.csv'}: {len(sfx)} game-sound rows x{args.sfx_repeats} + {len(jingles)} jingle rows")
+    print(f"{args.out / MANIFEST}: the {len(trained_on)} source files trained on")
 
 
 if __name__ == "__main__":

@@ -25,4 +25,5 @@ audiodiff-train experiment=default_model "${trainer[@]}" "${threads[@]}" trainer
 audiodiff-train experiment=default_model name=default_model_finetune task.init_from=runs/default_model/model \
     task.lr=5e-4 task.warmup_steps=200 trainer.max_steps=18000 "${trainer[@]}" "${threads[@]}" \
     trainer.enable_progress_bar=false
-python recipes/default_model/export.py runs/default_model_finetune/model audiodiff/pretrained/default
+python recipes/default_model/export.py runs/default_model_finetune/model audiodiff/pretrained/default \
+    --training-data data/default_model/training_data.csv

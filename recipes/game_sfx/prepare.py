@@ -7,9 +7,10 @@ Sources (fetched into --cache when not given):
   Kenney: the sound files inside the arcade==3.3.3 wheel (pip download --no-deps; arcade is not installed).
   Sonic Pi: /usr/share/sonic-pi/samples when the apt package sonic-pi-samples is installed, otherwise
             `apt-get download sonic-pi-samples` unpacked with `dpkg -x` (no root needed).
-A fixed fifth of each label's files (chosen by a hash of the file name) goes to heldout/, never
-augmented. Each training file is also written as --augment pitch-shifted / time-stretched variants
-(deterministic), each with its own caption.
+The files listed in recipes/heldout.csv (the held-out list every recipe and shipped model shares:
+about a fifth of each label's files) go to heldout/, never augmented. Each training file is also
+written as --augment pitch-shifted / time-stretched variants (deterministic), each with its own caption.
+training_data.csv lists the source files trained on, with their licences.
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ from recipes.folder_dataset import (
     MissingSource,
     fail,
     finish_clip,
-    heldout_names,
     print_summary,
+    read_heldout,
     stable_seed,
 )
 
 SAMPLE_RATE = 22050
 MAX_SECONDS = 4.0
-HELDOUT_FRACTION = 0.2
 MIN_FILES_PER_LABEL = 3  # one held out and at least two to train on
+LICENCES = {"kenney": "CC0-1.0 (Kenney)", "sonic_pi": "CC0-1.0 (Sonic Pi samples)"}
 ARCADE_WHEEL = "arcade==3.3.3"
 ARCADE_SOUNDS = "arcade/resources/assets/sounds/"
 SONIC_PI_SYSTEM = Path("/usr/share/sonic-pi/samples")
@@ -282,8 +283,10 @@ def main() -> None:
             fail(f"{folder} ({source}) is not a folder of audio files")
     by_label, dropped = list_sources(folders)
 
-    settings = {"augment": args.augment, "seed": args.seed, "sonic_pi": not args.no_sonic_pi, "version": 2,
-                "files": sorted(name for files in by_label.values() for name, _ in files)}
+    held = read_heldout()
+    settings = {"augment": args.augment, "seed": args.seed, "sonic_pi": not args.no_sonic_pi, "version": 3,
+                "files": sorted(name for files in by_label.values() for name, _ in files),
+                "heldout": sorted(f"{source}:{stem}" for source in folders for stem in held[source])}
     writer = DatasetWriter(args.out, "game_sfx", settings, SAMPLE_RATE)
     if writer.up_to_date() and not args.force:
         print(f"{args.out} is up to date (same sources and settings); --force rebuilds it")
@@ -291,7 +294,7 @@ def main() -> None:
         return
     writer.begin()
     try:
-        unreadable = _write_clips(writer, by_label, args)
+        unreadable = _write_clips(writer, by_label, held, args)
         writer.write_table("dropped.csv", ("file", "reason"), dropped + unreadable)
         stats = writer.commit({label: BANK.held_out[label] for label in by_label})
     except BaseException:
@@ -304,10 +307,9 @@ def main() -> None:
     print_summary(args.out, stats)
 
 
-def _write_clips(writer: DatasetWriter, by_label: dict[str, list[tuple[str, Path]]],
+def _write_clips(writer: DatasetWriter, by_label: dict[str, list[tuple[str, Path]]], held: dict[str, set[str]],
                  args: argparse.Namespace) -> list[tuple[str, str]]:
     unreadable = []
-    held = {label: heldout_names([name for name, _ in files], HELDOUT_FRACTION) for label, files in by_label.items()}
     jobs = [(label, name, path) for label, files in by_label.items() for name, path in files]
     for label, name, path in tqdm(jobs, desc="game_sfx", unit="file"):
         try:
@@ -320,16 +322,18 @@ def _write_clips(writer: DatasetWriter, by_label: dict[str, list[tuple[str, Path
             continue
         clip = finish_clip(audio, SAMPLE_RATE, MAX_SECONDS)
         file_name = name.replace(":", "_")
-        if name in held[label]:
+        source, stem = name.split(":", 1)
+        origin = f"{source}:{path.name}"
+        if stem in held[source]:
             rng = np.random.default_rng(stable_seed(args.seed, name, "heldout"))
-            writer.add("heldout", file_name, clip, label, BANK.caption(label, rng), name)
+            writer.add("heldout", file_name, clip, label, BANK.caption(label, rng), origin, LICENCES[source])
             continue
         rng = np.random.default_rng(stable_seed(args.seed, name))
-        writer.add("train", file_name, clip, label, BANK.caption(label, rng), name)
+        writer.add("train", file_name, clip, label, BANK.caption(label, rng), origin, LICENCES[source])
         for k in range(1, args.augment + 1):
             variant, _ = augment(clip, np.random.default_rng(stable_seed(args.seed, name, k)))
             writer.add("train", f"{file_name}_aug{k}", finish_clip(variant, SAMPLE_RATE, MAX_SECONDS), label,
-                       BANK.caption(label, rng), name)
+                       BANK.caption(label, rng), origin, LICENCES[source])
     return unreadable
 
 

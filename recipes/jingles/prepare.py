@@ -7,8 +7,9 @@ Each jingle is drawn from the random stream seeded by (seed, index): a mood (whi
 and the tempo range), a contour (rising, falling, arch, bounce), an instrument, a length and the
 notes. The label is the instrument family (mallets, keys, plucked, brass, strings, synth, woodwind):
 timbre is what sets jingles apart most audibly, and every family is rendered in every mood, contour
-and tempo, so the label does not stand in for any of those; they are in the captions. A fixed fifth
-of the jingles (index % 5 == 4) goes to heldout/.
+and tempo, so the label does not stand in for any of those; they are in the captions. The jingles
+listed in recipes/heldout.csv (the held-out list every recipe and shipped model shares: of the first
+2000, those with index % 5 == 4) go to heldout/.
 
 Needs tinysoundfont (`pip install --no-deps tinysoundfont`) and an MIT-licensed SoundFont:
 FluidR3_GM (apt fluid-soundfont-gm) or MuseScore General (apt musescore-general-soundfont-small).
@@ -29,11 +30,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from audiodiff.data.captions import tidy
-from recipes.folder_dataset import DatasetWriter, MissingSource, fail, finish_clip, print_summary
+from recipes.folder_dataset import DatasetWriter, MissingSource, fail, finish_clip, print_summary, read_heldout
 
 SAMPLE_RATE = 22050
 SECONDS_RANGE = (1.0, 4.0)
-HELDOUT_EVERY = 5  # jingles with index % 5 == 4 are held out
 RELEASE_SECONDS = 0.35  # room after the last note-off for its natural decay; the rest of a tail is cut
 END_FADE_SECONDS = 0.05
 SOUNDFONTS = {  # where apt puts them, and their licences
@@ -314,16 +314,27 @@ def find_soundfont(given: Path | None) -> Path:
         "(musescore-general-soundfont-small, MIT, works too: sf/usr/share/sounds/sf3/MuseScore_General_Lite.sf3)")
 
 
+def soundfont_licence(name: str) -> str:
+    """The licence of the renders of the SoundFont file ``name``, as far as this recipe knows it."""
+    for path, licence in SOUNDFONTS.items():
+        if path.name == name:
+            return f"{licence} (rendered with {name})"
+    if any(gpl in name.lower() for gpl in GPL_SOUNDFONTS):
+        return f"GPL (rendered with {name})"
+    return f"unknown (rendered with {name}: check its licence)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="output folder (created; rebuilt when the settings differ)")
-    parser.add_argument("--count", type=int, default=2000, help="number of jingles (a fifth held out)")
+    parser.add_argument("--count", type=int, default=2000,
+                        help="number of jingles (those in recipes/heldout.csv held out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--soundfont", type=Path, help="an .sf2/.sf3 General MIDI SoundFont (default: apt locations)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the folder is up to date")
     args = parser.parse_args()
-    if args.count < HELDOUT_EVERY:
-        fail(f"--count must be at least {HELDOUT_EVERY} (one held out), got {args.count}")
+    if args.count < 1:
+        fail(f"--count must be at least 1, got {args.count}")
     try:
         soundfont = find_soundfont(args.soundfont)
     except MissingSource as err:
@@ -331,8 +342,10 @@ def main() -> None:
     if any(name in soundfont.name.lower() for name in GPL_SOUNDFONTS):
         print(f"warning: {soundfont.name} is GPL-licensed: do not ship a model trained on these renders; "
               "use FluidR3_GM or MuseScore General (MIT)", file=sys.stderr)
+    held = read_heldout()["jingles"]
     settings = {"count": args.count, "seed": args.seed, "soundfont": soundfont.name,
-                "soundfont_bytes": soundfont.stat().st_size, "version": 3}
+                "soundfont_bytes": soundfont.stat().st_size, "version": 4, "heldout": sorted(held)}
+    licence = soundfont_licence(soundfont.name)
     writer = DatasetWriter(args.out, "jingles", settings, SAMPLE_RATE)
     if writer.up_to_date() and not args.force:
         print(f"{args.out} is up to date (same settings); --force rebuilds it")
@@ -349,9 +362,9 @@ def main() -> None:
             rng = np.random.default_rng([args.seed, index])
             jingle = compose(rng)
             clip = finish_clip(renderer.render(jingle), SAMPLE_RATE, SECONDS_RANGE[1])
-            split = "heldout" if index % HELDOUT_EVERY == HELDOUT_EVERY - 1 else "train"
             name = f"jingle_{index:05d}"
-            writer.add(split, name, clip, jingle.family, caption(jingle, rng), name)
+            split = "heldout" if name in held else "train"
+            writer.add(split, name, clip, jingle.family, caption(jingle, rng), f"jingles:{name}.wav", licence)
             rows.append((name, split, jingle.family, jingle.instrument, jingle.mood, jingle.scale, jingle.contour,
                          jingle.bpm, jingle.tempo, len(jingle.notes)))
         writer.write_table("jingles.csv", ("name", "split", "label", "instrument", "mood", "scale", "contour", "bpm",

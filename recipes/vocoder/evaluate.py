@@ -6,8 +6,11 @@ and measure how far each lands from the original.
 
 Per clip: log-mel L1 (mean |ln mel magnitude| difference, the vocoder's mel settings) and the
 multi-resolution STFT distance (spectral convergence + log-magnitude L1 at 512/1024/2048-point
-STFTs); the table gives the mean over clips. Writes ``results.md``, ``results.csv`` and one
-spectrogram PNG per method (original included) of the clip named by ``--clip``.
+STFTs); the table gives the mean over clips. A clip shorter than the longest of those STFTs (2048
+samples, 93 ms) is padded with silence to that length first (the STFTs' centring needs it). Writes
+``results.md``, ``results.csv`` and one spectrogram PNG per method (original included) of the clip
+named by ``--clip``. The held-out recordings are those of ``recipes/heldout.csv``, the held-out list
+every shipped model keeps out of its training data (``prepare.py`` writes them to ``--data``).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocoder", default="vocos-22k", help="vocoder folder, .ckpt or shipped name")
     parser.add_argument("--data", type=Path, default=Path("data/vocoder_22k/heldout"), help="held-out recordings")
     parser.add_argument("--out", type=Path, default=Path("recipes/vocoder"))
-    parser.add_argument("--clip", default="sonic_pi__drum_snare_soft.wav", help="clip to draw spectrograms of")
+    parser.add_argument("--clip", default="sonic_pi__sn_generic.wav", help="clip to draw spectrograms of")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -69,11 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     griffin_lim.bind(settings)
     methods = {"vocoder": vocoder, "griffin_lim_64": griffin_lim}
     mel, mel_distance, stft_distance = settings.transform(), LogMelDistance(settings), MultiResolutionSTFTDistance()
-    rows = []
+    min_samples = max(n_fft for n_fft, _ in stft_distance.resolutions)
+    rows, padded = [], []
     args.out.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
         for path in files:
             audio, _ = load_audio(path, settings.sample_rate)
+            if audio.shape[-1] < min_samples:
+                audio = np.pad(audio, ((0, 0), (0, min_samples - audio.shape[-1])))
+                padded.append(path.stem)
             wave = torch.from_numpy(audio)[None]
             mel_power = mel(wave.squeeze(1))
             outputs = {name: method(mel_power, wave.shape[-1]) for name, method in methods.items()}
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(f, fieldnames=["clip", "method", "mel_l1", "mrstft"])
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"Held-out recordings: {len(files)} clips from {args.data}; vocoder {args.vocoder}.", "",
+    note = f" Padded with silence to {min_samples} samples: {', '.join(padded)}." if padded else ""
+    lines = [f"Held-out recordings: {len(files)} clips from {args.data}; vocoder {args.vocoder}.{note}", "",
              "| method | log-mel L1 ↓ | MR-STFT distance ↓ | clips where the vocoder wins (mel / MR-STFT) |",
              "| --- | --- | --- | --- |"]
     per_method = {name: [r for r in rows if r["method"] == name] for name in methods}

@@ -9,14 +9,19 @@ Sources (both CC0):
     so no root install is needed), 165 FLACs.
 
 Every file is mixed to mono, resampled to 22050 Hz and written as a 16-bit WAV under ``OUT/train/`` or
-``OUT/heldout/``. The split is by file and deterministic: every ``--heldout-every``-th file of each source
-(in name order) is held out, so the held-out recordings are never seen in vocoder training. A source that
-cannot be fetched is reported with the command that would fetch it, and the others are still used.
+``OUT/heldout/``. The split is by file: the recordings listed in ``recipes/heldout.csv`` (the held-out list
+every recipe and shipped model shares; the default model's held-out game sounds) are held out, so the
+clips the default model is evaluated on are never seen in vocoder training either. A source that cannot
+be fetched is reported with the command that would fetch it, and the others are still used.
 
 ``--jingles DIR`` adds every ``--jingles-every``-th training jingle (in name order) of a folder written by
 ``recipes/jingles/prepare.py`` (``DIR/train/``; the default model's ``data/default_model/jingles`` is one)
 to ``OUT/train/``: SoundFont instruments playing steady notes, the sounds the recordings have too few of.
-They are training data only; the held-out recordings stay the same.
+They are training data only, and a jingle in the held-out list is never taken.
+
+``OUT/manifest.jsonl`` lists every clip (path, source, split, seconds, original file) and
+``OUT/training_data.csv`` (source,file,licence) what the vocoder trains on, the built-in synthetic
+sounds included; ship it beside the vocoder.
 
     python recipes/vocoder/prepare.py --out data/vocoder_22k --jingles data/default_model/jingles
 """
@@ -24,6 +29,7 @@ They are training data only; the held-out recordings stay the same.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import subprocess
@@ -32,12 +38,19 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 import numpy as np
 
 from audiodiff.audio import AudioFileError, load_audio, save_audio
+from recipes.folder_dataset import MANIFEST, read_heldout
+from recipes.jingles.prepare import soundfont_licence
 
 SAMPLE_RATE = 22050  # Hz
 SUFFIXES = {".wav", ".flac", ".ogg"}
+LICENCES = {"kenney": "CC0-1.0 (Kenney)", "sonic_pi": "CC0-1.0 (Sonic Pi samples)"}
+SYNTHETIC = ("synthetic", "built-in generator (audiodiff.data.SyntheticSounds)", "n/a")
 
 
 def fetch_kenney(cache: Path) -> list[Path]:
@@ -97,28 +110,47 @@ def write_clip(out: Path, split: str, source: str, original: Path, audio: np.nda
             "seconds": round(audio.shape[-1] / SAMPLE_RATE, 3), "original": original.name}
 
 
+def jingles_licence(folder: Path) -> str:
+    """The licence of a jingles folder's renders, from the SoundFont its ``prepare.json`` names."""
+    try:
+        soundfont = json.loads((folder / "prepare.json").read_text(encoding="utf-8"))["settings"]["soundfont"]
+    except (OSError, ValueError, KeyError):
+        return f"unknown (no prepare.json in {folder})"
+    return soundfont_licence(soundfont)
+
+
+def write_training_data(out: Path, manifest: list[dict], licences: dict[str, str]) -> None:
+    """``out/training_data.csv``: source,file,licence of every training file, and the synthetic sounds."""
+    rows = sorted({(r["source"], r["original"], licences[r["source"]]) for r in manifest if r["split"] == "train"})
+    with (out / MANIFEST).open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("source", "file", "licence"), *rows, SYNTHETIC])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/vocoder_22k"), help="output folder")
     parser.add_argument("--cache", type=Path, default=None, help="download cache (default: OUT/.cache)")
-    parser.add_argument("--heldout-every", type=int, default=8, help="hold out every N-th file of each source")
     parser.add_argument("--jingles", type=Path, default=None,
                         help="a jingles folder (recipes/jingles/prepare.py) whose train/ clips join the training data")
     parser.add_argument("--jingles-every", type=int, default=4, help="take every N-th training jingle (default 4)")
     args = parser.parse_args(argv)
-    if args.heldout_every < 2:
-        parser.error(f"--heldout-every must be at least 2, got {args.heldout_every}")
     if args.jingles_every < 1:
         parser.error(f"--jingles-every must be at least 1, got {args.jingles_every}")
+    held = read_heldout()
     jingles = []
+    licences = dict(LICENCES)
     if args.jingles is not None:
-        jingles = sorted((args.jingles / "train").glob("*.wav"))[:: args.jingles_every]
+        jingles = [p for p in sorted((args.jingles / "train").glob("*.wav"))[:: args.jingles_every]
+                   if p.stem not in held["jingles"]]
+        licences["jingles"] = jingles_licence(args.jingles)
         if not jingles:
             parser.error(f"--jingles {args.jingles}: no WAV files in {args.jingles / 'train'}; write them first with "
                          f"python recipes/jingles/prepare.py {args.jingles}")
     cache = args.cache or args.out / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
 
+    for split in ("train", "heldout"):  # clips of an earlier split must not linger on the wrong side
+        shutil.rmtree(args.out / split, ignore_errors=True)
     manifest, missing = [], []
     for source, (fetch, how) in SOURCES.items():
         try:
@@ -128,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: source {source} unavailable ({err}); fetch it with: {how}", file=sys.stderr)
             continue
         files = _one_per_name(files)
-        for i, path in enumerate(files):
-            split = "heldout" if i % args.heldout_every == args.heldout_every // 2 else "train"
+        for path in files:
+            split = "heldout" if path.stem in held.get(source, ()) else "train"
             try:
                 audio, _ = load_audio(path, SAMPLE_RATE, mono=True)
             except AudioFileError as err:
@@ -150,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in manifest:
             tmp.write(json.dumps(row) + "\n")
     shutil.move(tmp.name, args.out / "manifest.jsonl")
+    write_training_data(args.out, manifest, licences)
     for split in ("train", "heldout"):
         rows = [r for r in manifest if r["split"] == split]
         print(f"{split}: {len(rows)} files, {sum(r['seconds'] for r in rows) / 60:.1f} min -> {args.out / split}")
