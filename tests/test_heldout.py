@@ -27,7 +27,7 @@ def _key(row: dict[str, str]) -> tuple[str, str]:
 def test_the_heldout_list_is_there_and_names_each_file_once():
     rows = _rows(HELDOUT)
     assert rows, f"{HELDOUT} is empty"
-    assert {r["source"] for r in rows} == {"kenney", "sonic_pi", "jingles"}
+    assert {"kenney", "sonic_pi", "jingles"} <= {r["source"] for r in rows}
     keys = [_key(r) for r in rows]
     assert len(keys) == len(set(keys)), "a file is listed twice"
 
