@@ -12,6 +12,8 @@ import soundfile as sf
 from audiodiff.evaluation import FEATURE_NAMES, acoustic_features
 from audiodiff.pipeline import AudioDiffusion, SamplerSettings
 
+from .conftest import chance_bar
+
 
 @pytest.fixture(scope="module")
 def default_model():
@@ -39,18 +41,6 @@ REFERENCE, TESTED = 4, 6  # clips per label: to learn what it sounds like, and t
 # The README's faster setting, DPM++ 2M in 8 steps with the model's guidance (16 network calls a clip
 # against the default's 40; the same evaluation figures): the test renders 96 clips.
 SAMPLER = {"name": "dpmpp_2m", "steps": 8}
-FALSE_PASS = 1e-4
-
-
-def chance_bar(clips: int, classes: int, false_pass: float = FALSE_PASS) -> int:
-    """The fewest hits out of ``clips`` (balanced over ``classes``) that a model deaf to its
-    conditions reaches with probability under ``false_pass``. For such a model each clip (a seed of
-    its own) is classified independently of the condition it was asked for, so its hits are a sum of
-    independent Bernoulli trials whose mean is clips / classes; past its mean + 1 that sum's tail is
-    at most the binomial one (Hoeffding, 1956)."""
-    from scipy.stats import binom
-
-    return next(k for k in range(clips // classes + 1, clips + 1) if binom.sf(k - 1, clips, 1 / classes) < false_pass)
 
 
 def test_the_default_model_follows_labels_and_prompts_well_above_chance(default_model):
