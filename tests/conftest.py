@@ -50,21 +50,35 @@ def run_cli(args, cwd, timeout=600, check=True):
 
 
 def train_quickstart(experiment: str, steps: int, cwd: Path) -> Path:
+    """Train ``experiment`` for ``steps`` steps in ``cwd``. The time limit only catches a hung run: on
+    one busy thread (OMP_NUM_THREADS=1) the waveform model's 550 steps took 53 minutes."""
     start = time.monotonic()
     run_cli([cli("audiodiff-train"), f"experiment={experiment}", f"trainer.max_steps={steps}",
-             "trainer.enable_progress_bar=false", "audio_log.every_n_steps=100000"], cwd)
+             "trainer.enable_progress_bar=false", "audio_log.every_n_steps=100000"], cwd, timeout=3600)
     print(f"{experiment}: {steps} steps took {time.monotonic() - start:.0f} s")
     return cwd / "runs" / experiment
 
 
-def label_accuracy(run: Path, sampler: SamplerSettings | None = DDIM_25) -> float:
-    """How often the feature check hears the asked class in the run's model's clips (``sampler``
-    None: the model's own default sampler)."""
+def chance_bar(clips: int, classes: int, false_pass: float = 1e-4) -> int:
+    """The fewest hits out of ``clips`` (balanced over ``classes``) that a model deaf to its
+    conditions reaches with probability under ``false_pass``. For such a model each clip (a seed of
+    its own) is classified independently of the condition it was asked for, so its hits are a sum of
+    independent Bernoulli trials whose mean is clips / classes; past that mean + 1 the sum's tail is
+    at most the binomial one (Hoeffding, 1956), which this bar holds under ``false_pass``."""
+    from scipy.stats import binom
+
+    return next(k for k in range(clips // classes + 1, clips + 1) if binom.sf(k - 1, clips, 1 / classes) < false_pass)
+
+
+def label_accuracy(run: Path, sampler: SamplerSettings | None = DDIM_25,
+                   clips_per_class: int = CLIPS_PER_CLASS) -> float:
+    """How often the feature check hears the asked class in the run's model's clips, ``clips_per_class``
+    of each class with a seed of its own (``sampler`` None: the model's own default sampler)."""
     from audiodiff.evaluation import SyntheticClassCheck
 
     assert (run / "checkpoints" / "last.ckpt").is_file()
     pipe = AudioDiffusion.from_pretrained(run / "model")
-    labels = [c for c in CLASSES for _ in range(CLIPS_PER_CLASS)]
+    labels = [c for c in CLASSES for _ in range(clips_per_class)]
     clips = pipe.generate_batch(labels, list(range(len(labels))), sampler=sampler, progress=False)
     check = SyntheticClassCheck(sample_rate=pipe.sample_rate)
     accuracy = check.accuracy([c.samples[0] for c in clips], labels)

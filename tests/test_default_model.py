@@ -10,17 +10,14 @@ import pytest
 import soundfile as sf
 
 from audiodiff.evaluation import FEATURE_NAMES, acoustic_features
-from audiodiff.pipeline import AudioDiffusion
+from audiodiff.pipeline import AudioDiffusion, SamplerSettings
+
+from .conftest import chance_bar
 
 
 @pytest.fixture(scope="module")
 def default_model():
     return AudioDiffusion.from_pretrained(device="cpu")
-
-
-def spectral_centroid(samples: np.ndarray, rate: int) -> float:
-    """Hz, over the clip's sounding frames (the feature check's own centroid)."""
-    return float(2 ** acoustic_features(samples.mean(0), rate)[FEATURE_NAMES.index("log2_centroid_hz")])
 
 
 def test_the_readme_line_works_offline_in_a_fresh_process(tmp_path):
@@ -33,19 +30,55 @@ def test_the_readme_line_works_offline_in_a_fresh_process(tmp_path):
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0.05
 
 
-def test_the_default_model_follows_labels_and_prompts(default_model):
-    assert {"coin", "kick", "cymbal", "laser", "mallets"} <= set(default_model.labels)
+# What each label is asked for by name and by a prompt. The features that tell these sounds apart:
+# brightness, noisiness, length, how it decays and how much of it lies under 250 Hz (the feature
+# check's pitch-track features are left out: on these recordings they vary more within a label than
+# between labels).
+PROMPTS = {"coin": "a coin pickup sound", "kick": "a deep kick drum", "cymbal": "a crashing cymbal",
+           "explosion": "a big explosion", "laser": "a laser blast", "mallets": "a marimba jingle"}
+FEATURES = ["log2_centroid_hz", "flatness", "active_seconds", "decay_db", "low_band_share"]
+REFERENCE, TESTED = 4, 6  # clips per label: to learn what it sounds like, and to classify (by label, by prompt)
+# The README's faster setting, DPM++ 2M in 8 steps with the model's guidance (16 network calls a clip
+# against the default's 40; the same evaluation figures): the test renders 96 clips.
+SAMPLER = {"name": "dpmpp_2m", "steps": 8}
+
+
+def test_the_default_model_follows_labels_and_prompts_well_above_chance(default_model):
+    """Six labels, each rendered from REFERENCE seeds (by label) to learn where it sits in feature
+    space, then from TESTED other seeds by label and TESTED by a prompt; each tested clip is assigned
+    to the nearest label centroid (features scaled by their spread within a label). Each set of 36
+    must have at least chance_bar(36, 6) hits: 16, where a model deaf to labels (or to prompts)
+    passes with probability under 1e-4 (chance: 6)."""
+    assert {"coin", "kick", "cymbal", "laser", "mallets", "explosion"} <= set(default_model.labels)
     assert default_model.supports_text
-    low = default_model.generate(label="kick", seconds=1.0, seed=0, num=3)
-    high = default_model.generate(label="cymbal", seconds=1.0, seed=0, num=3)
-    prompted_low = default_model.generate(prompt="a deep kick drum", seconds=1.0, seed=0, num=3)
-    prompted_high = default_model.generate(prompt="a crashing cymbal", seconds=1.0, seed=0, num=3)
+    names = list(PROMPTS)
     rate = default_model.sample_rate
-    for lows, highs in ((low, high), (prompted_low, prompted_high)):
-        kick = [spectral_centroid(a.samples, rate) for a in lows]
-        cymbal = [spectral_centroid(a.samples, rate) for a in highs]
-        # One clip of three may start with a click; the middle one says where the sound sits.
-        assert np.median(kick) < 1000 and np.median(cymbal) > 3000, (kick, cymbal)
+    columns = [FEATURE_NAMES.index(f) for f in FEATURES]
+    reference = [n for n in names for _ in range(REFERENCE)]
+    tested = [n for n in names for _ in range(TESTED)]
+    # One batch, a seed of its own for every clip.
+    labels = reference + tested + [None] * len(tested)
+    prompts = [None] * (len(reference) + len(tested)) + [PROMPTS[n] for n in tested]
+    clips = default_model.generate_batch(labels, list(range(1000, 1000 + len(labels))), 1.0,
+                                     SamplerSettings.choose(default_model.default_sampler, **SAMPLER),
+                                     progress=False, prompts=prompts)
+    feats = np.stack([acoustic_features(c.samples.mean(0), rate)[columns] for c in clips])
+    ref = feats[: len(reference)].reshape(len(names), REFERENCE, -1)
+    spread = (ref - ref.mean(axis=1, keepdims=True)).reshape(-1, len(columns)).std(axis=0) + 1e-3
+    centroids = ref.mean(axis=1) / spread
+
+    def hits(block: np.ndarray) -> np.ndarray:
+        nearest = (((block / spread)[:, None, :] - centroids[None]) ** 2).sum(axis=-1).argmin(axis=1)
+        return np.array([names[i] for i in nearest]) == np.array(tested)
+
+    by_label = hits(feats[len(reference): len(reference) + len(tested)])
+    by_prompt = hits(feats[len(reference) + len(tested):])
+    bar = chance_bar(len(tested), len(names))
+    report = {n: (int(by_label[i * TESTED:(i + 1) * TESTED].sum()), int(by_prompt[i * TESTED:(i + 1) * TESTED].sum()))
+              for i, n in enumerate(names)}
+    print(f"default model: {by_label.sum()}/{len(tested)} by label, {by_prompt.sum()}/{len(tested)} by prompt "
+          f"(bar {bar}, chance {len(tested) / len(names):g}); per label (by label, by prompt): {report}")
+    assert by_label.sum() >= bar and by_prompt.sum() >= bar, report
 
 
 def test_the_default_model_renders_the_asked_length(default_model):

@@ -35,11 +35,14 @@ cell = st.one_of(st.none(), st.text(max_size=40), st.integers(-10**20, 10**20),
 row = st.dictionaries(st.sampled_from([*COLUMNS, "extra"]), cell, max_size=8)
 
 
-def check_parse(path: Path, n_rows: int) -> None:
-    try:
-        requests, errors = read_prompt_file(path, global_seed=7)
-    except PromptFileError:
+def check_parse(path: Path, n_rows: int, refusal: str | None = None) -> None:
+    """A file is refused whole exactly when ``refusal`` (the expected reason) is given; otherwise
+    every row becomes a request or a named row error."""
+    if refusal is not None:
+        with pytest.raises(PromptFileError, match=refusal):
+            read_prompt_file(path, global_seed=7)
         return
+    requests, errors = read_prompt_file(path, global_seed=7)
     rows = sorted([r.row for r in requests] + [e.row for e in errors])
     assert rows == list(range(1, n_rows + 1))
     stems = [stem.lower() for r in requests for stem in r.names]
@@ -54,23 +57,33 @@ def check_parse(path: Path, n_rows: int) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(row, min_size=1, max_size=12))
+@given(st.lists(row, max_size=12))
 def test_jsonl_rows_of_any_shape_become_requests_or_named_row_errors(tmp_path, rows):
+    """One JSON line per row, whatever its keys and values: only a file with no line at all is refused."""
     path = tmp_path / "p.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    check_parse(path, len(rows))
+    check_parse(path, len(rows), None if rows else "the file is empty")
+
+
+HEADER_NAMES = ["label", "seconds", "seed", "name", "prompt", "colour", "size"]  # the last two are no column
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.lists(st.text(max_size=20), min_size=4, max_size=4), min_size=1, max_size=12))
-def test_csv_rows_of_any_text_become_requests_or_named_row_errors(tmp_path, cells):
+@given(st.lists(st.sampled_from(HEADER_NAMES), min_size=1, max_size=4, unique=True).flatmap(
+    lambda header: st.tuples(st.just(header), st.lists(st.lists(st.text(max_size=20), min_size=len(header),
+                                                                  max_size=len(header)), max_size=12))))
+def test_csv_rows_of_any_text_become_requests_or_named_row_errors(tmp_path, file):
+    """Any header and any cells: refused whole only for a header naming no column or a file of no row."""
+    header, cells = file
     path = tmp_path / "p.csv"
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["label", "seconds", "seed", "name"])
+        writer.writerow(header)
         writer.writerows(cells)
     lines = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
-    check_parse(path, len(lines) - 1)
+    refusal = ("names none of the columns" if not set(header) & set(COLUMNS)
+               else "holds no rows" if len(lines) == 1 else None)
+    check_parse(path, len(lines) - 1, refusal)
 
 
 @pytest.mark.parametrize("content,message", [

@@ -1,11 +1,12 @@
 """The recipes' data preparation: captions, the game_sfx label mapping, the jingle generator and the
-dataset writer. No network; the SoundFont render runs only where a SoundFont file is found."""
+dataset writer. The SoundFont render runs on a SoundFont the test writes (tests/soundfont.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from recipes.folder_dataset import DatasetWriter, read_heldout
 from recipes.game_sfx import prepare as game_sfx
 from recipes.jingles import prepare as jingles
 from recipes.vocoder import prepare as vocoder_data
+
+from .soundfont import ORIGINAL_PITCH, write_tiny_soundfont
 
 
 def test_captions_vary_and_never_use_a_held_out_phrasing():
@@ -150,25 +153,67 @@ def test_jingle_captions_describe_the_jingle_and_avoid_held_out_phrasings():
     assert not captions & held
 
 
-def _soundfont() -> Path | None:
-    candidates = [Path(os.environ["AUDIODIFF_SOUNDFONT"])] if os.environ.get("AUDIODIFF_SOUNDFONT") else []
-    return next((p for p in [*candidates, *jingles.SOUNDFONTS] if p.is_file()), None)
+# tinysoundfont cannot come with the test extra: every wheel of it lists pyaudio as a dependency (used
+# only by its live playback, which the recipe never calls), and pyaudio has no Linux wheel and does
+# not build without PortAudio's headers, so `pip install '.[test]'` would fail on a bare machine. As the
+# recipe says (`pip install --no-deps tinysoundfont`), it is installed here without dependencies, into
+# pytest's cache folder, once, when this environment lacks it.
+TINYSOUNDFONT = "tinysoundfont>=0.3.1,<0.4"
 
 
-def test_jingle_render_has_the_asked_length():
-    pytest.importorskip("tinysoundfont", reason="tinysoundfont is not installed (pip install --no-deps tinysoundfont)")
-    soundfont = _soundfont()
-    if soundfont is None:
-        pytest.skip("no SoundFont file (apt fluid-soundfont-gm, or set AUDIODIFF_SOUNDFONT=PATH)")
-    renderer = jingles.SoundFontRenderer(soundfont)
+@pytest.fixture(scope="session")
+def tinysoundfont(request, tmp_path_factory):
+    try:
+        import tinysoundfont  # noqa: F401
+
+        yield
+        return
+    except ImportError:
+        pass
+    cache = getattr(request.config, "cache", None)
+    name = f"tinysoundfont-{sys.implementation.cache_tag}"
+    target = cache.mkdir(name) if cache is not None else tmp_path_factory.mktemp(name)
+    if not (target / "tinysoundfont" / "__init__.py").is_file():
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                               "--no-deps", "--upgrade", "--target", str(target), TINYSOUNDFONT],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"pip install --no-deps {TINYSOUNDFONT} failed:\n{proc.stderr[-2000:]}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(target))
+        import tinysoundfont  # noqa: F401
+
+        yield
+
+
+def peak_hz(audio: np.ndarray, rate: int) -> float:
+    """The frequency of the strongest spectral peak (Hann window, 16x zero padding)."""
+    n = len(audio)
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(n), 16 * n))
+    return float(np.fft.rfftfreq(16 * n, 1 / rate)[spectrum.argmax()])
+
+
+def test_jingle_render_has_the_asked_length_and_plays_each_note_at_its_pitch(tinysoundfont, tmp_path, monkeypatch):
+    """With the test's own SoundFont (a looped 440 Hz sine for every program the recipe uses), never one
+    installed on the machine: each note sounds at its MIDI pitch while it is held."""
+    monkeypatch.setattr(jingles, "SOUNDFONTS", {})  # an installed FluidR3_GM is not looked at
+    font = write_tiny_soundfont(tmp_path / "sine.sf2", {i.program for i in jingles.INSTRUMENTS.values()})
+    renderer = jingles.SoundFontRenderer(jingles.find_soundfont(font))
+    rate = jingles.SAMPLE_RATE
     for seconds, instrument in ((1.0, "marimba"), (2.75, "trumpet"), (4.0, "strings")):
         jingle = jingles.compose(np.random.default_rng(5), seconds=seconds, instrument=instrument)
         audio = renderer.render(jingle)
-        assert audio.shape == (1, round(seconds * jingles.SAMPLE_RATE))
+        assert audio.shape == (1, round(seconds * rate))
         assert np.abs(audio).max() > 1e-3 and np.isfinite(audio).all()
         assert audio[0, -1] == 0.0  # what still rang at the end was faded out
         again = renderer.render(jingle)
         np.testing.assert_allclose(again, audio, atol=1e-5)
+        assert len(jingle.notes) >= 3
+        for note in jingle.notes:  # from 20 ms after its onset to 10 ms before its note-off (or the end fade)
+            start = int((note.start + 0.02) * rate)
+            end = int(min(note.start + note.duration - 0.01, seconds - jingles.END_FADE_SECONDS) * rate)
+            assert end - start > 0.03 * rate, note
+            expected = 440.0 * 2 ** ((note.pitch - ORIGINAL_PITCH) / 12)
+            assert peak_hz(audio[0, start:end], rate) == pytest.approx(expected, rel=0.01), (instrument, note)
 
 
 def test_missing_soundfont_says_how_to_get_one(tmp_path):

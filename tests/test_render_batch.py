@@ -128,38 +128,89 @@ def test_bad_rows_are_refused_by_name_and_the_rest_written(reference):
     assert not (tmp / "etc").exists() and not list((tmp / "out").glob(".*"))
 
 
-def test_every_file_meets_the_peak_and_fade_bars_and_its_loudness_is_on_target_or_recorded_short(reference):
-    """A 10-step model makes click trains (Griffin-Lim from a flat spectrum), whose loudness a -1 dBTP
-    ceiling caps far under -14 LUFS: such files must say so (``short_of_target_lu``, matching what
-    the file measures). Real sound effects meet the target: tests/test_postprocess.py."""
+TARGET, CEILING = -14.0, -1.0  # the loudness target (LUFS) and true-peak ceiling (dBTP) of render_cmd
+
+
+@pytest.fixture(scope="module")
+def unlevelled(reference, tiny_model):
+    """The same batch rendered with the same trim and fades but no loudness target and no ceiling
+    (float WAVs): each file is the clip the level steps of ``reference`` started from."""
+    tmp, _, _ = reference
+    out = tmp / "unlevelled"
+    proc = run([cli("audiodiff-render"), f"checkpoint={tiny_model}", f"prompts={tmp / 'sounds.csv'}", f"out_dir={out}",
+                "sampler=ddim", "sampler.steps=4", "batch_size=4", "trim=50", "true_peak=null", "fade=true",
+                "subtype=float", "progress=false", "threads=1"], tmp)
+    assert proc.returncode == 1 and f"{ROWS} written" in proc.stderr, proc.stderr
+    return out
+
+
+def loudest_reachable(audio: np.ndarray, rate: int) -> float:
+    """The loudest integrated loudness (LUFS) the limiter reaches on ``audio`` (channels × frames) under
+    the ceiling, found by brute force rather than by normalize_level's search: every limiter timing,
+    at every gain from the plain gain to the target up to MAX_LIMITING_DB above it, in 1 dB steps."""
+    from audiodiff.postprocess import LIMITER_TIMINGS, MAX_LIMITING_DB, PEAK_HEADROOM_DB, integrated_loudness, limit_to
+
+    before, _ = integrated_loudness(audio, rate)
+    best = -math.inf
+    for timing in LIMITER_TIMINGS:
+        for extra in range(0, int(MAX_LIMITING_DB) + 1):
+            raised = audio * 10.0 ** ((TARGET - before + extra) / 20.0)
+            gain = limit_to(raised, rate, CEILING - PEAK_HEADROOM_DB, timing)
+            best = max(best, integrated_loudness(raised * gain, rate)[0])
+            if best >= TARGET:
+                return best
+    return best
+
+
+def test_every_file_meets_the_peak_and_fade_bars_and_reaches_its_loudness_target_unless_it_cannot(reference,
+                                                                                                   unlevelled):
+    """Every file is under the ceiling and fades to silence at both ends, and every file is either on
+    its -14 LUFS target (within TARGET_TOLERANCE_LU, 0.5 LU) or marked ``short_of_target_lu``
+    (matching what the file measures). A file is marked short only when it genuinely cannot reach
+    the target: a brute-force scan of the limiter's timings and gains on the clip it started from
+    (the same render without level steps) gets no closer than the tolerance. A 10-step model makes
+    click trains (Griffin-Lim from a flat spectrum), some of which a -1 dBTP ceiling holds far under
+    -14 LUFS; both kinds of file must be among the 50."""
+    from audiodiff.postprocess import TARGET_TOLERANCE_LU, integrated_loudness
+
     tmp, _, _ = reference
     out = tmp / "out"
     entries = manifest_lines(out)
     assert len(entries) == ROWS
-    errors, peaks, short = [], [], 0
+    errors, peaks, short = [], [], []
     for entry in entries:
         audio, rate = sf.read(out / entry["file"], dtype="float64", always_2d=True)
         assert len(audio) == entry["frames"] and rate == entry["sample_rate"]
         loudness = pyloudnorm.Meter(rate).integrated_loudness(audio) if len(audio) > 0.4 * rate else None
         peak = 20 * math.log10(np.abs(soxr.resample(audio, rate, 4 * rate, quality="HQ")).max())
         peaks.append(peak)
-        assert peak <= -1.0, entry["file"]
+        assert peak <= CEILING, entry["file"]
         step = next(s for s in entry["post_steps"] if s["step"] == "loudness")
         if loudness is not None:
             assert loudness == pytest.approx(entry["lufs"], abs=0.05)
+        before, _ = sf.read(unlevelled / entry["file"], dtype="float32", always_2d=True)
+        assert integrated_loudness(before.T, rate)[0] == pytest.approx(step["lufs_before"], abs=0.02), entry["file"]
         if "short_of_target_lu" in step:
-            short += 1
-            assert step["short_of_target_lu"] == pytest.approx(-14 - entry["lufs"], abs=0.02)
+            assert step["short_of_target_lu"] == pytest.approx(TARGET - entry["lufs"], abs=0.02)
+            assert step["short_of_target_lu"] > TARGET_TOLERANCE_LU
+            reachable = loudest_reachable(before.T, rate)
+            assert reachable < TARGET - TARGET_TOLERANCE_LU, (
+                f"{entry['file']} is recorded {step['short_of_target_lu']} LU short, but the limiter reaches "
+                f"{reachable:.2f} LUFS on it")
+            short.append((entry["file"], step["short_of_target_lu"], reachable))
         else:
-            assert abs(entry["lufs"] + 14) <= 0.5, entry["file"]
-            errors.append(entry["lufs"] + 14)
+            assert abs(entry["lufs"] - TARGET) <= TARGET_TOLERANCE_LU, entry["file"]
+            errors.append(entry["lufs"] - TARGET)
         assert np.abs(audio[[0, -1]]).max() < 10 ** (-60 / 20), entry["file"]  # no click at either end
         stored = read_provenance(out / entry["file"])
         assert stored == {key: entry[key] for key in stored}
         assert stored["ai_generated"] is True and stored["model_sha256"] == entry["model_sha256"]
         assert {"seed", "sampler", "steps", "guidance", "label", "software", "disclosure"} <= set(stored)
-    print(f"{len(errors)} files on target (max error {max(map(abs, errors), default=0):.3f} LU), {short} recorded "
-          f"short; true peak: max {max(peaks):.2f} dBTP")
+    amounts, reached = [s[1] for s in short], [s[2] for s in short]
+    print(f"{len(errors)} files on target (max error {max(map(abs, errors), default=0):.3f} LU), {len(short)} "
+          f"recorded short (by {min(amounts, default=0):.1f}-{max(amounts, default=0):.1f} LU; the loudest the "
+          f"limiter reaches on them: {max(reached, default=-math.inf):.2f} LUFS); true peak: max {max(peaks):.2f} dBTP")
+    assert errors and short
 
 
 KILLS = 10

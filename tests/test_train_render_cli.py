@@ -12,11 +12,16 @@ import torch
 from audiodiff.data import CLASSES
 from audiodiff.pipeline import AudioDiffusion, SamplerSettings
 
-from .conftest import MEL_BAR, cli, label_accuracy, run_cli, train_quickstart
+from .conftest import MEL_BAR, chance_bar, cli, label_accuracy, run_cli, train_quickstart
 
-# The waveform model's learning bar (the mel model's is in conftest.py): about 0.3 after 550 steps
-# (100 s), so its bar is set at 1.6 times chance.
-WAVE_STEPS, WAVE_BAR = 550, 0.20
+# The waveform model's learning bar (the mel model's is in conftest.py). After 550 steps it is far
+# from the mel model (0.309 over 256 clips, 2026-12-04: kick and noise_burst nearly always right,
+# snare 0.41, the tonal classes mostly heard as noise), so its bar is one that a label-blind model
+# clears with probability under 1e-4: chance_bar(256, 8) = 54 hits (0.211; chance 0.125). 64 clips
+# would need 20 hits (0.31), at the model's own level; 256 clips put it 25 hits (3.4 binomial
+# standard deviations) over the bar. Training took 780 s of CPU on one thread of a busy machine, the
+# 256 renders 235 s.
+WAVE_STEPS, WAVE_CLIPS_PER_CLASS = 550, 32
 
 
 def test_quickstart_mel_model_follows_its_labels(quickstart_run):
@@ -24,7 +29,10 @@ def test_quickstart_mel_model_follows_its_labels(quickstart_run):
 
 
 def test_quickstart_wave_model_follows_its_labels(tmp_path):
-    assert label_accuracy(train_quickstart("quickstart_wave", WAVE_STEPS, tmp_path)) >= WAVE_BAR
+    clips = WAVE_CLIPS_PER_CLASS * len(CLASSES)
+    accuracy = label_accuracy(train_quickstart("quickstart_wave", WAVE_STEPS, tmp_path),
+                              clips_per_class=WAVE_CLIPS_PER_CLASS)
+    assert round(accuracy * clips) >= chance_bar(clips, len(CLASSES)), accuracy
 
 
 def test_render_cli_writes_wavs_and_manifest(quickstart_run, tmp_path):
