@@ -73,6 +73,7 @@ def test_data_folder_of_only_bad_files_is_an_error_naming_them(tmp_path):
         AudioFolder(tmp_path / "bad")
 
 
+@pytest.mark.slow
 def test_training_on_the_swept_folder_runs_and_reports_the_skips(tmp_path):
     write_bad_folder(tmp_path / "sounds")
     result = run_cli([cli("audiodiff-train"), "experiment=quickstart", "data=folder",
@@ -99,6 +100,7 @@ BAD_TRAINING_OVERRIDES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,message", BAD_TRAINING_OVERRIDES, ids=[o for o, _ in BAD_TRAINING_OVERRIDES])
 def test_training_refuses_bad_config_values_in_one_line(tmp_path, override, message):
     result = run_cli([cli("audiodiff-train"), "experiment=quickstart", override, "trainer.enable_progress_bar=false"],
@@ -126,6 +128,7 @@ def test_pickle_payload_is_refused_by_from_pretrained_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_pickle_payload_is_refused_by_render_and_training_resume(tmp_path):
     marker = tmp_path / "payload-ran"
     write_payload_checkpoint(tmp_path / "evil.ckpt", marker)
@@ -144,6 +147,7 @@ def test_pickle_payload_is_refused_by_render_and_training_resume(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_resume_does_not_need_the_folder_the_run_started_from(tmp_path):
     import shutil
 
@@ -227,12 +231,14 @@ def test_an_unknown_model_name_says_what_is_shipped():
         AudioDiffusion.from_pretrained("no-such-model")
 
 
+@pytest.mark.slow
 def test_render_without_arguments_prints_its_usage(tmp_path):
     result = run_cli([cli("audiodiff-render")], tmp_path, check=False)
     assert result.returncode == 2 and "Usage: audiodiff-render" in result.stderr and "prompt=TEXT" in result.stderr
     assert "Traceback" not in result.stderr and "MissingMandatoryValue" not in result.stderr
 
 
+@pytest.mark.slow
 def test_render_takes_one_request_on_the_command_line(tmp_path, untrained_model):
     base = [cli("audiodiff-render"), f"checkpoint={untrained_model}", "sampler.steps=2", "seconds=0.25"]
     result = run_cli([*base, "label=A", "num=2", "seed=5", f"out_dir={tmp_path / 'out'}"], tmp_path)
@@ -248,6 +254,7 @@ def test_render_takes_one_request_on_the_command_line(tmp_path, untrained_model)
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_training_output_reads_well_in_a_log_file(tmp_path):
     result = run_cli([cli("audiodiff-train"), "experiment=quickstart", "trainer.max_steps=30", "threads=1",
                       *TINY_MODEL], tmp_path)

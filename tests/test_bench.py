@@ -85,6 +85,7 @@ def bench_run(tiny_model, tmp_path_factory):
     return rc, printed.getvalue(), json.loads(out.read_text()) if out.is_file() else None, before, after
 
 
+@pytest.mark.slow
 def test_bench_runs_end_to_end_and_writes_its_figures(bench_run):
     rc, table, result, _, _ = bench_run
     assert rc == 0
@@ -109,6 +110,7 @@ def test_bench_runs_end_to_end_and_writes_its_figures(bench_run):
     assert comparison["mel_distance_db"] < comparison["seed_spread_db"]
 
 
+@pytest.mark.slow
 def test_bench_peak_memory_figures_match_independent_readings(bench_run, tiny_model):
     """This process's figure lies between its high-water mark read before and after the run (a wrong
     unit, or the current RSS for the peak, falls outside); the render job's is at least what a fresh
@@ -126,6 +128,7 @@ def test_bench_peak_memory_figures_match_independent_readings(bench_run, tiny_mo
     assert loaded <= render <= loaded + RENDER_WORK_MB
 
 
+@pytest.mark.slow
 def test_bench_vs_adp_times_a_baseline_of_about_our_size_on_the_same_work(bench_run):
     from audiodiff.adp_baseline import adp_model_like, count_parameters
 

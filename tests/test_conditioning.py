@@ -186,6 +186,7 @@ def test_saved_text_model_records_its_encoder_and_refuses_another(tmp_path):
         TextConditioner(HashedWordTextEncoder(width=16, buckets=64, heads=2), identity="another")
 
 
+@pytest.mark.slow
 def test_minilm_loads_offline_once_and_knows_paraphrases(tmp_path):
     script = """
 import socket, time

@@ -14,6 +14,8 @@ from audiodiff.pipeline import AudioDiffusion, SamplerSettings
 
 from .conftest import chance_bar
 
+pytestmark = pytest.mark.slow  # trains models or runs the commands
+
 
 @pytest.fixture(scope="module")
 def default_model():

@@ -13,6 +13,8 @@ from audiodiff.pipeline import AudioDiffusion, SamplerSettings
 
 from .conftest import MEL_BAR, cli, label_accuracy, run_cli
 
+pytestmark = pytest.mark.slow  # trains models or runs the commands
+
 # Measured (recipes/distill): after 300 steps the student's 4-step clips are at mel L1 0.053 from the
 # teacher's 50-step clips, against 0.078 for the teacher's own 4 DDIM steps (a ratio of 0.68).
 DISTILL_STEPS, STUDENT_STEPS = 300, 4

@@ -349,6 +349,7 @@ def eval_cmd(*args: str) -> list[str]:
     return [cli("audiodiff-eval"), "threads=1", "progress=false", "clips=2", "sampler.steps=3", *args]
 
 
+@pytest.mark.slow
 def test_cli_writes_the_figures_for_labels_and_prompts(tiny_text_model, reference_dir, tmp_path):
     out = tmp_path / "eval.json"
     done = subprocess.run(eval_cmd(f"reference={reference_dir}", f"checkpoint={tiny_text_model}", f"out={out}"),
@@ -438,6 +439,7 @@ def test_an_unknown_label_in_the_model_and_the_missing_default_model_are_named(t
     assert "ships no default model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_model_is_sampled_with_its_own_settings_and_keeps_its_guidance_with_a_picked_sampler(
         tiny_text_model, reference_dir, tmp_path):
     import yaml

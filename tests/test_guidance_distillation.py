@@ -12,6 +12,8 @@ from audiodiff.pipeline import AudioDiffusion
 
 from .conftest import cli, run_cli
 
+pytestmark = pytest.mark.slow  # trains models or runs the commands
+
 DISTILL_STEPS, SCALE = 300, 3.0
 # The student's distance to the teacher's guided clips must be at most this share of the distance
 # between the teacher's guided and unguided clips. Measured (2026-11-27): 0.088 against 0.187, 0.47.

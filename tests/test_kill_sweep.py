@@ -7,11 +7,14 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
-from audiodiff.model import load_checkpoint_file
+from audiodiff.model_files import load_checkpoint_file
 
 from .conftest import TINY, cli, run_cli
+
+pytestmark = pytest.mark.slow  # trains models or runs the commands
 
 KILLS = 10
 

@@ -192,6 +192,7 @@ def peak_hz(audio: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(16 * n, 1 / rate)[spectrum.argmax()])
 
 
+@pytest.mark.slow
 def test_jingle_render_has_the_asked_length_and_plays_each_note_at_its_pitch(tinysoundfont, tmp_path, monkeypatch):
     """With the test's own SoundFont (a looped 440 Hz sine for every program the recipe uses), never one
     installed on the machine: each note sounds at its MIDI pitch while it is held."""

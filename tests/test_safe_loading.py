@@ -128,6 +128,7 @@ def test_training_routes_refuse_a_payload_model_init_from_teacher_and_vocoder(tm
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.slow
 def test_render_and_eval_commands_refuse_a_payload_model(tmp_path):
     folder = evil_model(tmp_path, "evil", payloads(tmp_path)["torch.load"])
     (tmp_path / "p.csv").write_text("label\na\n")

@@ -16,6 +16,8 @@ from audiodiff.provenance import read_provenance
 
 from .conftest import cli, run_cli, train_quickstart
 
+pytestmark = pytest.mark.slow  # trains models or runs the commands
+
 # Measured: after 800 steps of quickstart_text (under 2 minutes on 2 CPU cores) held-out phrasings
 # are followed 0.6 of the time (8 classes, chance 0.125); the full experiment (3500 steps)
 # reaches the figure in the README.

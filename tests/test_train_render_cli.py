@@ -14,6 +14,8 @@ from audiodiff.pipeline import AudioDiffusion, SamplerSettings
 
 from .conftest import MEL_BAR, chance_bar, cli, label_accuracy, run_cli, train_quickstart
 
+pytestmark = pytest.mark.slow  # trains models or runs the commands
+
 # The waveform model's learning bar (the mel model's is in conftest.py). After 550 steps it is far
 # from the mel model (0.309 over 256 clips, 2026-12-04: kick and noise_burst nearly always right,
 # snare 0.41, the tonal classes mostly heard as noise), so its bar is one that a label-blind model

@@ -128,10 +128,12 @@ def test_bf16_backbone_decodes_close_to_float32_and_training_stays_float32():
         tiny_vocoder(precision="fp16")
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss(trained):
     assert trained["after"] < 0.7 * trained["before"]
 
 
+@pytest.mark.slow
 def test_trained_round_trip_beats_an_untrained_one(trained):
     held_out = synthetic_waves(8, seed=123)
     assert round_trip_distance(trained["task"].vocoder, held_out) < 0.7 * round_trip_distance(tiny_vocoder(), held_out)
@@ -150,6 +152,7 @@ def test_adversarial_training_joins_after_the_warm_up():
     assert torch.isfinite(trainer.callback_metrics["train/adversarial"])
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip(trained, tmp_path):
     vocoder = trained["task"].vocoder.eval()
     mel = torch.rand(2, TINY["n_mels"], 20)
@@ -161,6 +164,7 @@ def test_save_and_load_round_trip(trained, tmp_path):
             torch.testing.assert_close(loaded(mel), expected)
 
 
+@pytest.mark.slow
 def test_init_from_starts_a_new_run_from_trained_weights_and_refuses_other_mel_settings(trained, tmp_path):
     folder = save_vocoder(trained["task"].vocoder, tmp_path / "voc")
     probe = synthetic_waves(8, seed=9)
@@ -191,6 +195,7 @@ def diffusion_config(vocoder: dict) -> dict:
             "objective": {"_target_": "audiodiff.diffusion.DiffusionObjective", "prediction": "x0"}}
 
 
+@pytest.mark.slow
 def test_embedded_neural_vocoder_survives_save_and_load_without_its_file(trained, tmp_path):
     vocoder_dir = save_vocoder(trained["task"].vocoder, tmp_path / "voc")
     model = AudioDiffusionModel.from_config(
@@ -207,6 +212,7 @@ def test_embedded_neural_vocoder_survives_save_and_load_without_its_file(trained
         torch.testing.assert_close(loaded.representation.decode(features, 4000), expected)
 
 
+@pytest.mark.slow
 def test_from_pretrained_swaps_the_vocoder(trained, tmp_path):
     model = AudioDiffusionModel.from_config(diffusion_config({"_target_": "audiodiff.vocoders.GriffinLim",
                                                               "n_iter": 4}))
@@ -251,6 +257,7 @@ def test_distances_are_zero_for_identical_audio_and_grow_with_noise():
         assert float(distance(noisy, wave)) > 0.1
 
 
+@pytest.mark.slow
 def test_train_cli_trains_and_exports_a_vocoder(tmp_path):
     folder = tmp_path / "data" / "train"
     folder.mkdir(parents=True)
